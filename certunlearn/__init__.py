@@ -1,0 +1,61 @@
+"""certunlearn: certified machine unlearning in JAX.
+
+Train a model whose loss is perturbed with Gaussian noise, remove training rows with one Newton step
+each, and read an (epsilon, delta) certificate that is backed by proven residual bounds
+(Guo et al. 2020, arXiv:1911.03030).
+
+Importing certunlearn enables JAX's float64 support (``jax_enable_x64``): certificates are computed in
+float64. Models may still train in float32 through ``dtype="float32"``.
+"""
+
+import jax as _jax
+
+_jax.config.update("jax_enable_x64", True)
+
+from certunlearn import accounting, calibration, data, hessian, losses, objective, removal, solvers, train
+from certunlearn.accounting import Event, Ledger
+from certunlearn.api import (
+    BudgetExhaustedError,
+    Certificate,
+    CertificationError,
+    CertifiedModel,
+    RemovalReport,
+    fit,
+    remove,
+)
+from certunlearn.calibration import Calibration, calibrate
+from certunlearn.data import Dataset, load
+from certunlearn.losses import Loss, get_loss
+from certunlearn.solvers import SolveResult, cholesky_solve, conjugate_gradient
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BudgetExhaustedError",
+    "Calibration",
+    "Certificate",
+    "CertificationError",
+    "CertifiedModel",
+    "Dataset",
+    "Event",
+    "Ledger",
+    "Loss",
+    "RemovalReport",
+    "SolveResult",
+    "accounting",
+    "calibrate",
+    "calibration",
+    "cholesky_solve",
+    "conjugate_gradient",
+    "data",
+    "fit",
+    "get_loss",
+    "hessian",
+    "load",
+    "losses",
+    "objective",
+    "remove",
+    "removal",
+    "solvers",
+    "train",
+]

@@ -1,0 +1,652 @@
+"""The facade users call: :func:`fit`, :func:`remove` and the immutable :class:`CertifiedModel`.
+
+    import certunlearn as cu
+    model = cu.fit(X, y, loss="logistic", l2_reg=1e-3, epsilon=1.0, delta=1e-4)
+    new_model, report = cu.remove(model, [3, 17])
+    print(new_model.certificate())
+
+Conventions (THEORY.md Sec. 1): sum convention ``L_b(w; D) = sum_i l(w; x_i, y_i) + lambda n/2 ||w||^2 +
+<b, w>`` over the ``n`` *retained* rows; rows satisfy ``||x_i|| <= 1``; the neighbouring relation is
+remove-m (the certificate covers every removal made so far under the current noise draw, singly or in
+batches). Only the *latest* model of one noise draw is covered: publishing several snapshots of the same
+draw leaks their differences.
+
+References:
+  Guo, Goldstein, Hannun, van der Maaten. Certified Data Removal from Machine Learning Models.
+  ICML 2020, arXiv:1911.03030.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from certunlearn import calibration as calib
+from certunlearn import objective, removal, train
+from certunlearn.accounting import Ledger
+from certunlearn.losses import LOSSES, get_loss
+
+__all__ = [
+    "CertifiedModel",
+    "Certificate",
+    "RemovalReport",
+    "CertificationError",
+    "BudgetExhaustedError",
+    "fit",
+    "remove",
+]
+
+ON_EXHAUSTED = ("retrain", "raise")
+DTYPES = ("float32", "float64")
+_ROW_NORM_SLACK = 1e-6  # Rounding slack on ||x_i|| <= 1; the bounds use the actual max row norm.
+_DENSE_LIMIT = 2048  # solver="auto": Cholesky up to this many parameters, CG above.
+
+
+class CertificationError(RuntimeError):
+    """A certificate cannot be issued (a solve did not converge, a bound is not finite, or the
+    training residual alone exceeds the residual budget)."""
+
+
+class BudgetExhaustedError(CertificationError):
+    """The next removal would exceed the residual budget and ``on_exhausted="raise"``."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Certificate:
+    """The (epsilon, delta) guarantee of a model, for the residual spent under its current noise draw.
+
+    Attributes:
+      epsilon: the epsilon certified for ``residual_spent`` (``<= target_epsilon`` while within budget).
+      delta: the delta of the guarantee.
+      sigma: standard deviation of the loss perturbation ``b``.
+      calibration: "guo" or "analytic".
+      bound: the residual bound used ("worst-case", "data-dependent" or "exact").
+      residual_spent: ``beta``, a proven upper bound on ``||grad L_b(w; D')||`` (training residual
+        included).
+      residual_budget: the largest ``beta`` for which ``target_epsilon`` holds.
+      removals: rows removed since the first fit. retrains: retrains since the first fit.
+      target_epsilon: the epsilon the model was configured for.
+      training_residual: ``||r_0||`` of the current noise draw.
+    """
+
+    epsilon: float
+    delta: float
+    sigma: float
+    calibration: str
+    bound: str
+    residual_spent: float
+    residual_budget: float
+    removals: int
+    retrains: int
+    target_epsilon: float
+    training_residual: float
+
+    @property
+    def certified(self) -> bool:
+        """Whether the spent residual is within the budget (so ``epsilon <= target_epsilon``)."""
+        return self.residual_spent <= self.residual_budget
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def __str__(self) -> str:
+        return (
+            f"({self.epsilon:.4g}, {self.delta:.3g})-certified removal "
+            f"[{self.calibration} calibration, {self.bound} bound, sigma={self.sigma:.4g}]: "
+            f"residual {self.residual_spent:.4g} of {self.residual_budget:.4g} spent, "
+            f"{self.removals} removals, {self.retrains} retrains"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class RemovalReport:
+    """What one call of :func:`remove` did.
+
+    Attributes:
+      indices: the original row indices removed.
+      residual_bound: the step's proven residual bound (added to ``residual_spent`` under Guo's
+        accumulation; the whole residual for ``update="gradient"`` or ``bound="exact"``). After a retrain,
+        the new training residual.
+      residual_spent, residual_budget, epsilon: the model's state after the call.
+      retrained: whether the removal was served by retraining with fresh noise.
+      solve_error: ``||H u - Delta||`` of the Newton step (NaN when no step was taken).
+      remainder: the bound on the Taylor remainder (NaN when no step was taken).
+      exact_residual: ``||grad L_b(w_new; D')||`` when computed (``bound="exact"``), else NaN.
+      solver_steps: solver iterations (Cholesky: 1). converged: whether the solve converged.
+      seconds: wall time of the Newton step and its certificate; retrain_seconds: of the retrain (0 if none).
+    """
+
+    indices: np.ndarray
+    residual_bound: float
+    residual_spent: float
+    residual_budget: float
+    epsilon: float
+    retrained: bool
+    solve_error: float = math.nan
+    remainder: float = math.nan
+    exact_residual: float = math.nan
+    solver_steps: int = 0
+    converged: bool = True
+    seconds: float = 0.0
+    retrain_seconds: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _Data:
+    """Training data shared (read-only) by every version of a model."""
+
+    X: jax.Array  # (n, d) in the model dtype
+    y: jax.Array
+    X64: jax.Array  # float64 copies for certificates (the same arrays when dtype is float64)
+    y64: jax.Array
+    max_row_norm: float
+    data_norm: float  # proven upper bound on ||X||_2 (NaN unless bound == "data-dependent")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _Config:
+    loss: str
+    l2_reg: float
+    bound: str
+    solver: str
+    update: str
+    on_exhausted: str
+    train_method: str
+    tol: float
+    max_steps: int
+    dtype: str
+    num_classes: int | None
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class CertifiedModel:
+    """A trained model with its noise draw, retained-row mask and residual ledger. Immutable.
+
+    Use :func:`fit` to make one and :func:`remove` to derive new ones.
+
+    Attributes:
+      params: (d,) for logistic/squared, (d, K) for softmax.
+      perturbation: the noise ``b`` of the current training run (research access; never publish it).
+      retained: read-only boolean mask over the n training rows.
+      calibration: the :class:`certunlearn.calibration.Calibration` (epsilon, delta, sigma, budget).
+      ledger: the :class:`certunlearn.accounting.Ledger` of residual spent, removals and retrains.
+      key: the PRNG key from which the next retrain's noise is drawn.
+    """
+
+    params: jax.Array
+    perturbation: jax.Array
+    retained: np.ndarray
+    calibration: calib.Calibration
+    ledger: Ledger
+    key: jax.Array
+    config: _Config
+    training_residual: float
+    _data: _Data = dataclasses.field(repr=False)
+
+    @property
+    def n_retained(self) -> int:
+        return int(self.retained.sum())
+
+    @property
+    def removed(self) -> np.ndarray:
+        """Original indices of every removed row, sorted."""
+        return np.flatnonzero(~self.retained)
+
+    def certificate(self) -> Certificate:
+        """The (epsilon, delta) certificate for the residual spent so far under the current noise."""
+        c = self.calibration
+        spent = self.ledger.residual_spent
+        return Certificate(
+            epsilon=c.epsilon_spent(spent),
+            delta=c.delta,
+            sigma=c.sigma,
+            calibration=c.calibration,
+            bound=self.config.bound,
+            residual_spent=spent,
+            residual_budget=c.residual_budget,
+            removals=self.ledger.removals,
+            retrains=self.ledger.retrains,
+            target_epsilon=c.epsilon,
+            training_residual=self.training_residual,
+        )
+
+    def exact_residual(self) -> float:
+        """``||grad L_b(params; retained rows)||_2``, computed in float64 (O(nd))."""
+        d = self._data
+        return float(
+            _gradient_norm(
+                _as64(self.params),
+                d.X64,
+                d.y64,
+                jnp.asarray(self.retained, jnp.float64),
+                _as64(self.perturbation),
+                self.config.l2_reg,
+                loss=self.config.loss,
+            )
+        )
+
+    def decision_function(self, X) -> jax.Array:
+        """The linear predictor ``X @ params``: (n,) or (n, K) logits."""
+        X = _check_features(X, self.params.shape[0], name="X")
+        return jnp.asarray(X, self.params.dtype) @ self.params
+
+    def predict(self, X) -> jax.Array:
+        """Labels: +-1 (logistic), class index (softmax) or the real prediction (squared)."""
+        z = self.decision_function(X)
+        if self.config.loss == "logistic":
+            return jnp.where(z >= 0, 1.0, -1.0).astype(z.dtype)
+        if self.config.loss == "softmax":
+            return jnp.argmax(z, axis=-1)
+        return z
+
+    def score(self, X, y) -> float:
+        """Accuracy (classification) or mean squared error (squared loss) on ``(X, y)``."""
+        pred = np.asarray(self.predict(X))
+        y = np.asarray(y)
+        if self.config.loss == "squared":
+            return float(np.mean((pred - y) ** 2))
+        return float(np.mean(pred == y))
+
+    def remove(self, indices) -> tuple["CertifiedModel", RemovalReport]:
+        """Shorthand for :func:`remove` ``(self, indices)``."""
+        return remove(self, indices)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Validation
+
+
+def _as64(a):
+    return jnp.asarray(a, jnp.float64)
+
+
+def _gradient_norm(params, X, y, weights, perturbation, l2_reg, *, loss):
+    return objective.gradient_norm(params, X, y, weights, perturbation, loss=loss, l2_reg=l2_reg)
+
+
+_gradient_norm = jax.jit(_gradient_norm, static_argnames=("loss",))
+
+
+def _choice(name, value, choices):
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+
+
+def _positive(name, value, *, allow_zero=False):
+    ok = isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool)
+    ok = ok and math.isfinite(float(value)) and (float(value) >= 0 if allow_zero else float(value) > 0)
+    if not ok:
+        rel = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number {rel}, got {value!r}")
+    return float(value)
+
+
+def _check_features(X, d, *, name):
+    arr = np.asarray(X)
+    if arr.ndim != 2 or arr.shape[1] != d:
+        raise ValueError(f"{name} must have shape (n, {d}), got {arr.shape}")
+    return arr
+
+
+def _check_X(X) -> np.ndarray:
+    arr = np.asarray(X)
+    if arr.ndim != 2 or arr.shape[0] < 2 or arr.shape[1] < 1:
+        raise ValueError(f"X must be a 2-D array (n, d) with n >= 2, got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
+        raise ValueError(f"X must be real-valued, got dtype {arr.dtype}")
+    arr = arr.astype(np.float64)
+    if not np.all(np.isfinite(arr)):
+        bad = np.flatnonzero(~np.all(np.isfinite(arr), axis=1))
+        raise ValueError(f"X must be finite; rows {bad[:5].tolist()} contain NaN or inf: clean or drop them")
+    return arr
+
+
+def _check_row_norms(X64: np.ndarray) -> None:
+    norms = np.sqrt(np.sum(X64 * X64, axis=1))
+    bad = np.flatnonzero(norms > 1.0 + _ROW_NORM_SLACK)
+    if bad.size:
+        raise ValueError(
+            f"X rows must have L2 norm <= 1 for the residual bounds (THEORY Sec. 1); {bad.size} rows exceed "
+            f"it (row {bad[0]} has norm {norms[bad[0]]:.6g}). Normalise them first, e.g. with "
+            "certunlearn.data.normalize_rows(X)."
+        )
+
+
+def _check_y(y, n, loss, num_classes):
+    arr = np.asarray(y)
+    if arr.shape != (n,):
+        raise ValueError(f"y must have shape ({n},) to match X, got {arr.shape}")
+    if loss == "logistic":
+        if not np.all(np.isin(arr, (-1, 1))):
+            raise ValueError("y must hold labels -1 and +1 for loss='logistic' (use data.load(..., classes=(a, b)))")
+        return arr.astype(np.float64), None
+    if loss == "softmax":
+        if not (np.issubdtype(arr.dtype, np.integer) or np.all(np.mod(arr, 1) == 0)):
+            raise ValueError("y must hold integer class labels 0..K-1 for loss='softmax'")
+        arr = arr.astype(np.int32)
+        k = int(arr.max()) + 1 if num_classes is None else int(num_classes)
+        if arr.min() < 0 or arr.max() >= k or k < 2:
+            raise ValueError(f"y must hold labels in 0..{k - 1} for loss='softmax' (num_classes={k})")
+        return arr, k
+    arr = arr.astype(np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("y must be finite for loss='squared'")
+    return arr, None
+
+
+def _check_dtype(dtype) -> str:
+    try:
+        name = np.dtype(dtype).name
+    except TypeError:
+        name = None
+    if name not in DTYPES:
+        raise ValueError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
+    return name
+
+
+def _check_key(key):
+    try:
+        if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+            return key
+        if key.dtype == jnp.uint32 and key.shape == (2,):
+            return jax.random.wrap_key_data(key)
+    except AttributeError:
+        pass
+    raise ValueError(f"key must be a JAX PRNG key such as jax.random.key(0), got {key!r}")
+
+
+def _default_tol(dtype: str, n: int) -> float:
+    # Close to what the dtype resolves for a gradient that sums n terms, so that the model is the
+    # minimiser for all practical purposes; Newton needs only a step or two more to get there.
+    return (1e-9 if dtype == "float64" else 1e-4) * math.sqrt(n)
+
+
+# ----------------------------------------------------------------------------------------------------
+# fit
+
+
+def fit(
+    X,
+    y,
+    *,
+    loss: str = "logistic",
+    l2_reg: float = 1e-3,
+    epsilon: float = 1.0,
+    delta: float = 1e-4,
+    sigma: float | None = None,
+    residual_budget: float | None = None,
+    calibration: str = "analytic",
+    bound: str = "data-dependent",
+    key: jax.Array | None = None,
+    dtype: str = "float64",
+    solver: str = "auto",
+    update: str = "guo",
+    on_exhausted: str = "retrain",
+    train_method: str = "newton",
+    tol: float | None = None,
+    max_steps: int = 200,
+    num_classes: int | None = None,
+) -> CertifiedModel:
+    """Trains a certified model: the minimiser of the perturbed objective ``L_b`` (sum convention).
+
+    ``b ~ N(0, sigma^2 I)``. Exactly one of ``sigma`` and ``residual_budget`` may be given and the other
+    follows from (epsilon, delta) and the calibration; with neither, ``sigma = 1``.
+
+    Args:
+      X: (n, d) training rows, finite, with ``||x_i|| <= 1`` (:func:`certunlearn.data.normalize_rows`).
+      y: (n,) labels: +-1 (logistic), 0..K-1 (softmax) or reals (squared).
+      loss: "logistic", "softmax" or "squared".
+      l2_reg: ``lambda > 0``; the regulariser is ``lambda n/2 ||w||^2``.
+      epsilon, delta: the target guarantee (``epsilon > 0``, ``0 < delta < 1``).
+      sigma: noise standard deviation. residual_budget: the largest certified residual ``beta``.
+      calibration: "analytic" (Balle & Wang 2018, via dp_accounting) or "guo" (``c = sqrt(2 ln(1.5/delta))``).
+      bound: per-removal residual bound: "worst-case", "data-dependent" or "exact".
+      key: PRNG key for the noise (and every later retrain's fresh noise). Default ``jax.random.key(0)``.
+      dtype: "float64" or "float32" for training and removal; certificates are always computed in float64.
+      solver: "cholesky", "cg" or "auto" (Cholesky up to 2048 parameters).
+      update: "guo" (Newton step on Delta, residuals accumulate) or "gradient" (Newton step on the full
+        perturbed gradient of the retained rows; the step also corrects earlier residual).
+      on_exhausted: when a removal would exceed the budget: "retrain" (on the retained rows with fresh
+        noise) or "raise" (:class:`BudgetExhaustedError`).
+      train_method: "newton" or "lbfgs". tol: training gradient-norm tolerance (default ``1e-9 sqrt(n)`` in float64,
+        ``1e-4 sqrt(n)`` in float32); the training residual it leaves is charged to the budget. max_steps: optimiser step cap.
+      num_classes: K for softmax (default ``max(y) + 1``).
+
+    Returns:
+      A :class:`CertifiedModel`.
+
+    Raises:
+      ValueError: invalid arguments (the message names the argument and the fix).
+      CertificationError: training did not converge, or its residual alone exceeds the budget.
+
+    >>> import numpy as np, jax
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(200, 5)); X /= np.linalg.norm(X, axis=1, keepdims=True)
+    >>> y = np.where(X @ np.arange(1.0, 6.0) > 0, 1.0, -1.0)
+    >>> model = fit(X, y, l2_reg=1e-2, epsilon=1.0, delta=1e-4, sigma=0.1, key=jax.random.key(0))
+    >>> new_model, report = remove(model, [0, 1])
+    >>> new_model.n_retained, report.retrained, new_model.certificate().epsilon <= 1.0
+    (198, False, True)
+    """
+    _choice("loss", loss, LOSSES)
+    _choice("bound", bound, removal.BOUNDS)
+    _choice("update", update, removal.UPDATES)
+    _choice("solver", solver, removal.SOLVERS + ("auto",))
+    _choice("on_exhausted", on_exhausted, ON_EXHAUSTED)
+    _choice("train_method", train_method, train.METHODS)
+    dtype = _check_dtype(dtype)
+    if dtype == "float64" and not jax.config.jax_enable_x64:
+        raise ValueError('dtype="float64" needs jax_enable_x64; import certunlearn enables it unless disabled')
+    l2_reg = _positive("l2_reg", l2_reg)
+    if sigma is not None:
+        sigma = _positive("sigma", sigma, allow_zero=True)
+    if residual_budget is not None:
+        residual_budget = _positive("residual_budget", residual_budget)
+    if tol is not None:
+        tol = _positive("tol", tol)
+    if not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
+        raise ValueError(f"max_steps must be an int >= 1, got {max_steps!r}")
+    key = _check_key(jax.random.key(0) if key is None else key)
+    calibration_ = calib.calibrate(
+        epsilon=epsilon, delta=delta, sigma=sigma, residual_budget=residual_budget, calibration=calibration
+    )
+
+    X64 = _check_X(X)
+    n, d = X64.shape
+    _check_row_norms(X64)
+    y64, k = _check_y(y, n, loss, num_classes)
+    if solver == "auto":
+        solver = "cholesky" if d * (k or 1) <= _DENSE_LIMIT else "cg"
+    tol = _default_tol(dtype, n) if tol is None else tol
+
+    # The bounds must hold for the rows the model actually sees, i.e. after the cast to ``dtype``.
+    X_seen = np.asarray(X64, dtype).astype(np.float64)
+    max_row_norm = max(1.0, float(np.sqrt(np.sum(X_seen * X_seen, axis=1)).max()))
+    data_norm = removal.spectral_norm_upper_bound(X_seen) if bound == "data-dependent" else math.nan
+    if loss == "softmax":
+        yd = y64j = jnp.asarray(y64, jnp.int32)
+    else:
+        yd, y64j = jnp.asarray(y64, dtype), jnp.asarray(y64, jnp.float64)
+    X64j = jnp.asarray(X_seen)
+    Xd = X64j if dtype == "float64" else jnp.asarray(X_seen, dtype)
+    data = _Data(Xd, yd, X64j, y64j, max_row_norm, data_norm)
+    config = _Config(loss, l2_reg, bound, solver, update, on_exhausted, train_method, tol, int(max_steps), dtype, k)
+
+    shape = (d,) if k is None else (d, k)
+    retained = np.ones(n, dtype=bool)
+    retained.setflags(write=False)
+    params0 = jnp.zeros(shape, dtype)
+    key, params, b, r0 = _train(data, config, calibration_, key, retained, params0)
+    return CertifiedModel(params, b, retained, calibration_, Ledger.start(r0), key, config, r0, data)
+
+
+def _train(data: _Data, config: _Config, calibration_, key, retained, params0):
+    """Draws fresh noise, fits ``L_b`` on the retained rows, and checks the training residual."""
+    key, sub = jax.random.split(key)
+    b = (calibration_.sigma * jax.random.normal(sub, params0.shape, jnp.float64)).astype(config.dtype)
+    weights = jnp.asarray(retained, config.dtype)
+    result = train.fit_params(
+        params0,
+        data.X,
+        data.y,
+        weights,
+        b,
+        config.l2_reg,
+        config.tol,
+        loss=config.loss,
+        method=config.train_method,
+        solver=config.solver,
+        max_steps=config.max_steps,
+    )
+    r0 = float(_gradient_norm(_as64(result.params), data.X64, data.y64, _as64(weights), _as64(b), config.l2_reg, loss=config.loss))
+    if not bool(result.converged) or not math.isfinite(r0):
+        raise CertificationError(
+            f"training did not reach tol={config.tol:.3g} in {int(result.steps)} steps (gradient norm "
+            f"{float(result.grad_norm):.3g}); raise max_steps, loosen tol, or use dtype='float64'"
+        )
+    if r0 > calibration_.residual_budget:
+        raise CertificationError(
+            f"the training residual {r0:.3g} alone exceeds the residual budget "
+            f"{calibration_.residual_budget:.3g}; lower tol, use dtype='float64', or increase sigma"
+        )
+    return key, result.params, b, r0
+
+
+# ----------------------------------------------------------------------------------------------------
+# remove
+
+
+def _check_indices(indices, model: CertifiedModel) -> np.ndarray:
+    arr = np.asarray(indices)
+    if arr.ndim == 0:
+        arr = arr.reshape(1)
+    if arr.ndim != 1:
+        raise ValueError(f"indices must be an int or a 1-D array of row indices, got shape {arr.shape}")
+    if arr.size == 0:
+        return arr.astype(np.int64)
+    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.all(np.mod(arr, 1) == 0)):
+        raise ValueError(f"indices must be integer row indices, got dtype {arr.dtype}")
+    arr = arr.astype(np.int64)
+    n = model.retained.shape[0]
+    out = arr[(arr < 0) | (arr >= n)]
+    if out.size:
+        raise ValueError(f"indices must lie in [0, {n}); got {out[:5].tolist()}")
+    uniq, counts = np.unique(arr, return_counts=True)
+    if np.any(counts > 1):
+        raise ValueError(f"indices must be distinct; {uniq[counts > 1][:5].tolist()} appear more than once")
+    gone = arr[~model.retained[arr]]
+    if gone.size:
+        raise ValueError(f"indices {gone[:5].tolist()} were already removed; an index can be removed only once")
+    if uniq.size >= model.n_retained:
+        raise ValueError("indices would remove every retained row; at least one must remain")
+    return arr
+
+
+def remove(model: CertifiedModel, indices) -> tuple[CertifiedModel, RemovalReport]:
+    """Removes rows (original indices) with one Newton step, or by retraining when the budget runs out.
+
+    One Newton step ``w_new = w + H^{-1} Delta`` on the retained rows (THEORY Sec. 2, Guo et al. Alg. 1),
+    its residual bounded by the model's ``bound`` (:mod:`certunlearn.removal`). The step is published only
+    if the solve converged and the spent residual stays within the budget; otherwise the model is retrained
+    on the retained rows with fresh noise (``on_exhausted="retrain"``) or :class:`BudgetExhaustedError` is
+    raised (``"raise"``). A batch of m rows is one step (remove-m). Zero indices cost nothing.
+
+    Args:
+      model: the current model (left unchanged).
+      indices: an int or 1-D array of original row indices, distinct and not yet removed.
+
+    Returns:
+      ``(new_model, report)``.
+    """
+    idx = _check_indices(indices, model)
+    c = model.calibration
+    if idx.size == 0:
+        spent = model.ledger.residual_spent
+        return model, RemovalReport(idx, 0.0, spent, c.residual_budget, c.epsilon_spent(spent), False)
+
+    cfg, data = model.config, model._data
+    removed_mask = np.zeros_like(model.retained)
+    removed_mask[idx] = True
+    keep = model.retained & ~removed_mask
+    keep.setflags(write=False)
+
+    start = time.perf_counter()
+    step = removal.newton_step(
+        model.params,
+        data.X,
+        data.y,
+        jnp.asarray(keep, cfg.dtype),
+        jnp.asarray(removed_mask, cfg.dtype),
+        model.perturbation,
+        cfg.l2_reg,
+        loss=cfg.loss,
+        solver=cfg.solver,
+        update=cfg.update,
+    )
+    terms = removal.residual_terms(
+        _as64(model.params),
+        _as64(step.params),
+        data.X64,
+        data.y64,
+        jnp.asarray(keep, jnp.float64),
+        jnp.asarray(removed_mask, jnp.float64),
+        _as64(model.perturbation),
+        cfg.l2_reg,
+        data.data_norm,
+        data.max_row_norm,
+        loss=cfg.loss,
+        update=cfg.update,
+        bound=cfg.bound,
+    )
+    solve_error, remainder, exact = (float(t) for t in terms)
+    seconds = time.perf_counter() - start
+    if cfg.bound == "exact":
+        step_bound, mode = exact, "replace"
+    else:
+        step_bound = solve_error + remainder
+        mode = "accumulate" if cfg.update == "guo" else "replace"
+    new_spent = model.ledger.peek(step_bound, mode=mode) if math.isfinite(step_bound) else math.inf
+    converged = bool(step.converged)
+    diagnostics = dict(
+        solve_error=solve_error,
+        remainder=remainder,
+        exact_residual=exact,
+        solver_steps=int(step.steps),
+        converged=converged,
+        seconds=seconds,
+    )
+
+    if converged and new_spent <= c.residual_budget:
+        ledger = model.ledger.after_removal(step_bound, idx.size, mode=mode)
+        new_model = dataclasses.replace(model, params=step.params, retained=keep, ledger=ledger)
+        report = RemovalReport(
+            idx, step_bound, ledger.residual_spent, c.residual_budget, c.epsilon_spent(ledger.residual_spent),
+            False, **diagnostics,
+        )
+        return new_model, report
+
+    if cfg.on_exhausted == "raise":
+        why = "the Newton solve did not converge" if not converged else (
+            f"the spent residual would reach {new_spent:.4g} > budget {c.residual_budget:.4g}"
+        )
+        raise BudgetExhaustedError(
+            f"cannot certify removing {idx.size} rows: {why}; retrain (on_exhausted='retrain') or raise sigma"
+        )
+
+    start = time.perf_counter()
+    key, params, b, r0 = _train(data, cfg, c, model.key, keep, model.params)
+    retrain_seconds = time.perf_counter() - start
+    ledger = model.ledger.after_retrain(r0, idx.size)
+    new_model = dataclasses.replace(
+        model, params=params, perturbation=b, retained=keep, ledger=ledger, key=key, training_residual=r0
+    )
+    report = RemovalReport(
+        idx, r0, r0, c.residual_budget, c.epsilon_spent(r0), True, **diagnostics, retrain_seconds=retrain_seconds
+    )
+    return new_model, report

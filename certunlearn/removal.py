@@ -1,0 +1,231 @@
+"""Newton-step removal and proven bounds on the gradient residual it leaves.
+
+Removing the rows ``U`` (``m = |U|``) from ``D`` leaves ``D' = D \\ U``. At the current parameters ``w``
+(the minimiser of ``L_b`` on ``D`` up to a residual ``g_prev = grad L_b(w; D)``), with
+``H = grad^2 L(w; D')`` the Hessian on the *retained* rows:
+
+* ``update="guo"`` (Guo et al. 2020, Alg. 1): ``u = H^{-1} Delta`` with
+  ``Delta = sum_{j in U} (lambda w + grad l(w; x_j, y_j))``. The new residual is
+  ``r = g_prev + (H u - Delta) + R(u)``, so residuals *accumulate* across removals.
+* ``update="gradient"``: ``u = -H^{-1} g`` with ``g = grad L_b(w; D')`` computed exactly. The new residual
+  is ``r = (H u + g) + R(u)``; the step also corrects what earlier steps left (THEORY.md Sec. 5).
+
+``w_new = w + u``, and ``R(u) = int_0^1 (H(w + t u) - H(w)) u dt`` is the Taylor remainder. With
+``delta_i = x_i^T u`` (the change of the i-th predictor) and ``gamma`` the Lipschitz constant of the
+loss curvature (:mod:`certunlearn.losses`), ``||H(w + t u) - H(w)|| <= gamma t sum_i ||x_i||^2 ||delta_i||``
+and, row by row, ``||(A(z_i + t delta_i) - A(z_i)) delta_i|| <= gamma t ||delta_i||^2``. Integrating
+``t`` over [0, 1] gives the two bounds used here (both proven upper bounds; the integral form gives the
+factor 1/2 that Guo et al.'s mean-value argument does not):
+
+* ``worst-case`` (Guo Thm. 1 form): ``||R|| <= gamma/2 * rho^3 * n' * ||u||^2`` with ``rho >= max ||x_i||``
+  and ``n'`` the number of retained rows. No pass over the data.
+* ``data-dependent`` (Guo Cor. 1, tightened): ``||R|| <= gamma/2 * ||X'||_2 * sqrt(sum_i ||delta_i||^4)``
+  with ``||X'||_2 <= ||X||_2`` bounded *from above* by :func:`spectral_norm_upper_bound` (an exact
+  float64 eigenvalue plus a rounding margin, never power iteration, which under-estimates).
+* ``exact``: ``||grad L_b(w_new; D')||`` computed directly, O(nd).
+
+The solver error ``||H u - Delta||`` (or ``||H u + g||``) is recomputed independently with Hessian-vector
+products on the *published* parameters, so an inexact or float32 solve is paid for in the certificate.
+
+References:
+  Guo, Goldstein, Hannun, van der Maaten. Certified Data Removal from Machine Learning Models.
+  ICML 2020, arXiv:1911.03030 (Alg. 1, Thm. 1, Cor. 1).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from certunlearn import hessian, objective, solvers
+from certunlearn.losses import get_loss
+
+Array = jax.Array
+
+__all__ = [
+    "BOUNDS",
+    "UPDATES",
+    "SOLVERS",
+    "NewtonStep",
+    "ResidualTerms",
+    "newton_step",
+    "residual_terms",
+    "worst_case_remainder",
+    "data_dependent_remainder",
+    "spectral_norm_upper_bound",
+]
+
+BOUNDS = ("worst-case", "data-dependent", "exact")
+UPDATES = ("guo", "gradient")
+SOLVERS = ("cholesky", "cg")
+
+
+class NewtonStep(NamedTuple):
+    """Output of :func:`newton_step`: new parameters and the solve's diagnostics."""
+
+    params: Array
+    converged: Array
+    steps: Array
+    solver_residual: Array
+
+
+class ResidualTerms(NamedTuple):
+    """The float64 terms of a removal's residual, all norms (see module docstring).
+
+    Attributes:
+      solve_error: ``||H u - Delta||`` (guo) or ``||H u + g||`` (gradient) for the published step ``u``.
+      remainder: the chosen proven bound on ``||R(u)||`` (0 for ``bound="exact"``).
+      exact_residual: ``||grad L_b(w_new; D')||`` when ``bound="exact"``, else NaN (not computed).
+    """
+
+    solve_error: Array
+    remainder: Array
+    exact_residual: Array
+
+
+def _norm(v):
+    return jnp.sqrt(jnp.sum(v * v))
+
+
+def _newton_rhs(params, X, y, keep, removed, perturbation, l2_reg, *, loss, update):
+    """``Delta`` for guo (solve ``H u = Delta``) or ``-grad L_b(w; D')`` for gradient."""
+    if update == "guo":
+        return objective.removed_gradient(params, X, y, removed, loss=loss, l2_reg=l2_reg)
+    return -objective.gradient(params, X, y, keep, perturbation, loss=loss, l2_reg=l2_reg)
+
+
+@functools.partial(jax.jit, static_argnames=("loss", "solver", "update", "cg_maxiter"))
+def newton_step(
+    params,
+    X,
+    y,
+    keep,
+    removed,
+    perturbation,
+    l2_reg,
+    cg_rtol=1e-10,
+    *,
+    loss: str,
+    solver: str = "cholesky",
+    update: str = "guo",
+    cg_maxiter: int | None = None,
+) -> NewtonStep:
+    """One Newton removal step on the retained rows (sum convention, module docstring).
+
+    Args:
+      params: current parameters ``w``.
+      X, y: all training rows (static shape).
+      keep: 0/1 mask of the rows retained *after* this removal (``D'``).
+      removed: 0/1 mask of the rows removed by this step (``U``); any number, the shape is static.
+      perturbation: the noise ``b`` of the current training run.
+      l2_reg: ``lambda``.
+      cg_rtol: relative tolerance of conjugate gradients.
+      loss: loss name. solver: "cholesky" (dense Hessian) or "cg" (Hessian-vector products).
+      update: "guo" or "gradient".
+      cg_maxiter: CG iteration cap (default ``10 p``).
+
+    Returns:
+      :class:`NewtonStep` with ``params = w + u``.
+    """
+    rhs = _newton_rhs(params, X, y, keep, removed, perturbation, l2_reg, loss=loss, update=update)
+    if solver == "cholesky":
+        H = hessian.dense_hessian(params, X, y, keep, loss=loss, l2_reg=l2_reg)
+        result = solvers.cholesky_solve(H, rhs.ravel())
+        u = result.x.reshape(params.shape)
+    elif solver == "cg":
+        matvec = lambda v: hessian.glm_hvp(params, X, y, keep, v, loss=loss, l2_reg=l2_reg)
+        result = solvers.conjugate_gradient(matvec, rhs, rtol=cg_rtol, maxiter=cg_maxiter)
+        u = result.x
+    else:
+        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+    return NewtonStep(
+        params=params + u, converged=result.converged, steps=result.steps, solver_residual=result.residual
+    )
+
+
+def worst_case_remainder(step_norm, num_retained, *, gamma, max_row_norm=1.0):
+    """``gamma/2 * rho^3 * n' * ||u||^2 >= ||R(u)||``: Guo et al. Thm. 1 in integral form."""
+    return 0.5 * gamma * max_row_norm**3 * num_retained * step_norm**2
+
+
+def data_dependent_remainder(X, keep, step, *, gamma, data_norm):
+    """``gamma/2 * ||X'||_2 * sqrt(sum_{i in D'} ||x_i^T u||^4) >= ||R(u)||`` (Guo et al. Cor. 1, tightened).
+
+    ``data_norm`` must be an *upper bound* on ``||X'||_2``; any bound on the full ``||X||_2`` serves,
+    since removing rows cannot increase the spectral norm.
+    """
+    delta = X @ step
+    sq = delta * delta if delta.ndim == 1 else jnp.sum(delta * delta, axis=1)
+    return 0.5 * gamma * data_norm * jnp.sqrt(jnp.sum(keep * sq * sq))
+
+
+@functools.partial(jax.jit, static_argnames=("loss", "update", "bound"))
+def residual_terms(
+    params_old,
+    params_new,
+    X,
+    y,
+    keep,
+    removed,
+    perturbation,
+    l2_reg,
+    data_norm,
+    max_row_norm,
+    *,
+    loss: str,
+    update: str,
+    bound: str,
+) -> ResidualTerms:
+    """The residual terms of the step ``params_old -> params_new``; call it with float64 arrays.
+
+    ``u = params_new - params_old`` is the step that was actually published (after rounding), so the
+    solve error and the remainder bound hold for the published parameters.
+    """
+    gamma = get_loss(loss).gamma
+    u = params_new - params_old
+    rhs = _newton_rhs(params_old, X, y, keep, removed, perturbation, l2_reg, loss=loss, update=update)
+    Hu = hessian.glm_hvp(params_old, X, y, keep, u, loss=loss, l2_reg=l2_reg)
+    solve_error = _norm(Hu - rhs)
+    nan = jnp.asarray(jnp.nan, solve_error.dtype)
+    zero = jnp.zeros_like(solve_error)
+    if bound == "worst-case":
+        remainder = worst_case_remainder(_norm(u), jnp.sum(keep), gamma=gamma, max_row_norm=max_row_norm)
+        return ResidualTerms(solve_error, remainder, nan)
+    if bound == "data-dependent":
+        remainder = data_dependent_remainder(X, keep, u, gamma=gamma, data_norm=data_norm)
+        return ResidualTerms(solve_error, remainder, nan)
+    if bound == "exact":
+        exact = objective.gradient_norm(params_new, X, y, keep, perturbation, loss=loss, l2_reg=l2_reg)
+        return ResidualTerms(solve_error, zero, exact)
+    raise ValueError(f"bound must be one of {BOUNDS}, got {bound!r}")
+
+
+def spectral_norm_upper_bound(X) -> float:
+    """A proven upper bound on ``||X||_2`` (largest singular value), computed in float64 on the host.
+
+    ``lambda_max(X^T X)`` (or of ``X X^T``, whichever is smaller) by a symmetric eigensolver, plus a
+    margin covering the rounding of the Gram product (``|fl(G) - G| <= k eps |X|^T |X|``, so
+    ``||fl(G) - G||_2 <= k eps ||X||_F^2``) and of the eigensolver (``O(k eps ||G||_2)``). Falls back to
+    the Frobenius norm, also an upper bound, when both dimensions exceed 8192.
+
+    >>> import numpy as np
+    >>> X = np.diag([3.0, 4.0])
+    >>> 4.0 <= spectral_norm_upper_bound(X) <= 4.0 * (1 + 1e-9)
+    True
+    """
+    X = np.asarray(X, dtype=np.float64)
+    n, d = X.shape
+    frob_sq = float(np.sum(X * X))
+    if min(n, d) > 8192:
+        return math.sqrt(frob_sq)
+    gram = X.T @ X if d <= n else X @ X.T
+    k = max(n, d)
+    lam = float(np.linalg.eigvalsh(gram)[-1])
+    eps = np.finfo(np.float64).eps
+    margin = 4 * k * eps * frob_sq + 4 * gram.shape[0] * eps * abs(lam)
+    return min(math.sqrt(max(lam, 0.0) + margin), math.sqrt(frob_sq) * (1 + 4 * k * eps))

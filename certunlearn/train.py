@@ -1,0 +1,152 @@
+"""Fit the perturbed objective ``L_b`` to a gradient-norm tolerance.
+
+Two methods, both pure and jit-compiled, both reporting the final gradient norm (the *training
+residual* ``||grad L_b(w*; D)||``, which :mod:`certunlearn.api` counts in the removal budget):
+
+* ``"newton"``: damped Newton with an Armijo backtracking line search; each step solves with the dense
+  Hessian (Cholesky) or with conjugate gradients on Hessian-vector products. Converges quadratically, so
+  in float64 the residual reaches ~1e-12 in a handful of steps. The default.
+* ``"lbfgs"``: ``optax.lbfgs`` with its zoom line search, for parameter counts where even CG-Newton is
+  too expensive.
+
+The objective is ``lambda n``-strongly convex, so both converge from any start; a retrain may therefore
+warm-start from the current parameters (the certificate depends only on the final residual).
+
+References:
+  Nocedal & Wright, Numerical Optimization, 2nd ed., Ch. 3 and 7.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from certunlearn import hessian, objective, solvers
+from certunlearn.losses import get_loss
+
+Array = jax.Array
+
+__all__ = ["TrainResult", "fit_params", "METHODS"]
+
+METHODS = ("newton", "lbfgs")
+
+
+class TrainResult(NamedTuple):
+    """Result of :func:`fit_params`.
+
+    Attributes:
+      params: the fitted parameters.
+      grad_norm: ``||grad L_b(params; retained rows)||`` in the working dtype.
+      steps: optimiser steps taken.
+      converged: ``grad_norm <= tol`` and everything finite.
+    """
+
+    params: Array
+    grad_norm: Array
+    steps: Array
+    converged: Array
+
+
+def _norm(v):
+    return jnp.sqrt(jnp.sum(v * v))
+
+
+@functools.partial(jax.jit, static_argnames=("loss", "method", "solver", "max_steps"))
+def fit_params(
+    params0,
+    X,
+    y,
+    weights,
+    perturbation,
+    l2_reg,
+    tol,
+    *,
+    loss: str,
+    method: str = "newton",
+    solver: str = "cholesky",
+    max_steps: int = 100,
+) -> TrainResult:
+    """Minimises ``L_b(w) = sum_i weights_i l(x_i w, y_i) + lambda n/2 ||w||^2 + <b, w>`` (sum convention).
+
+    Args:
+      params0: starting point, (d,) or (d, K).
+      X, y, weights: data, labels and the 0/1 retained-row mask (static shapes).
+      perturbation: the noise ``b``.
+      l2_reg: ``lambda`` (traced, so sweeps over it do not recompile).
+      tol: stop when ``||grad L_b|| <= tol`` (absolute, sum convention).
+      loss: loss name. method: "newton" or "lbfgs". solver: "cholesky" or "cg" for Newton's steps.
+      max_steps: iteration cap.
+
+    Returns:
+      :class:`TrainResult`.
+    """
+    kw = dict(loss=loss, l2_reg=l2_reg)
+    fun = lambda w: objective.objective(w, X, y, weights, perturbation, **kw)
+    grad = lambda w: objective.gradient(w, X, y, weights, perturbation, **kw)
+
+    if method == "newton":
+
+        def direction(w, g):
+            if solver == "cholesky":
+                H = hessian.dense_hessian(w, X, y, weights, **kw)
+                return solvers.cholesky_solve(H, -g.ravel()).x.reshape(w.shape)
+            matvec = lambda v: hessian.glm_hvp(w, X, y, weights, v, **kw)
+            return solvers.conjugate_gradient(matvec, -g, rtol=1e-8, maxiter=10 * g.size).x
+
+        def body(state):
+            w, g, f, k = state
+            d = direction(w, g)
+            slope = jnp.sum(g * d)
+            d, slope = jax.lax.cond(
+                jnp.isfinite(slope) & (slope < 0), lambda: (d, slope), lambda: (-g, -jnp.sum(g * g))
+            )
+
+            # Armijo on f, or on ||g||^2 (for which the Newton direction is also a descent direction):
+            # near the optimum f stops resolving the decrease in floating point, ||g|| does not.
+            gg = jnp.sum(g * g)
+
+            def accept(t, f_new, g_new):
+                return (f_new <= f + 1e-4 * t * slope) | (jnp.sum(g_new * g_new) <= (1 - 1e-4 * t) * gg)
+
+            def ls_cond(s):
+                t, f_new, g_new, j = s
+                return ~accept(t, f_new, g_new) & (j < 60)
+
+            def ls_body(s):
+                t, _, _, j = s
+                t = 0.5 * t
+                return t, fun(w + t * d), grad(w + t * d), j + 1
+
+            t, f_new, g_new, _ = jax.lax.while_loop(ls_cond, ls_body, (1.0, fun(w + d), grad(w + d), 0))
+            return w + t * d, g_new, f_new, k + 1
+
+        def cond(state):
+            _, g, f, k = state
+            return (_norm(g) > tol) & (k < max_steps) & jnp.isfinite(f)
+
+        w, g, _, k = jax.lax.while_loop(cond, body, (params0, grad(params0), fun(params0), 0))
+    elif method == "lbfgs":
+        opt = optax.lbfgs()
+        value_and_grad = optax.value_and_grad_from_state(fun)
+
+        def body(state):
+            w, opt_state, _, k = state
+            value, g = value_and_grad(w, state=opt_state)
+            updates, opt_state = opt.update(g, opt_state, w, value=value, grad=g, value_fn=fun)
+            w = optax.apply_updates(w, updates)
+            return w, opt_state, grad(w), k + 1
+
+        def cond(state):
+            _, _, g, k = state
+            return (_norm(g) > tol) & (k < max_steps) & jnp.all(jnp.isfinite(g))
+
+        w, _, g, k = jax.lax.while_loop(cond, body, (params0, opt.init(params0), grad(params0), 0))
+    else:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    gn = _norm(g)
+    converged = (gn <= tol) & jnp.all(jnp.isfinite(w))
+    return TrainResult(params=w, grad_norm=gn, steps=jnp.asarray(k, jnp.int32), converged=converged)

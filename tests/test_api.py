@@ -1,0 +1,204 @@
+"""The public API: budget and retraining, certificates, immutability, bad input, compilation."""
+
+import copy
+
+import jax
+import numpy as np
+import pytest
+
+import certunlearn as cu
+from certunlearn import calibration, removal, train
+
+
+def _binary(n=150, d=8, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    y = np.where(X @ rng.normal(size=d) + 0.2 * rng.normal(size=n) > 0, 1.0, -1.0)
+    return X, y
+
+
+def test_public_api_contract():
+    X, y = _binary()
+    model = cu.fit(X, y, loss="logistic", l2_reg=1e-3, epsilon=1.0, delta=1e-4, sigma=None,
+                   residual_budget=None, calibration="analytic", bound="data-dependent",
+                   key=jax.random.key(0), dtype="float64")
+    assert model.params.shape == (8,) and model.perturbation.shape == (8,)
+    assert model.retained.shape == (150,) and model.retained.all()
+    new_model, report = cu.remove(model, 7)
+    assert isinstance(report.residual_bound, float) and isinstance(report.retrained, bool)
+    cert = new_model.certificate()
+    for field in ("epsilon", "delta", "sigma", "calibration", "bound", "residual_spent", "residual_budget",
+                  "removals", "retrains"):
+        assert hasattr(cert, field)
+    assert cert.removals == 1 and not new_model.retained[7]
+    assert new_model.predict(X).shape == (150,)
+    assert new_model.exact_residual() <= cert.residual_spent
+    assert "certified" in str(cert)
+
+
+@pytest.mark.parametrize("calib", ["guo", "analytic"])
+def test_certificate_epsilon_consistent_with_sigma_and_spent_residual(calib):
+    X, y = _binary()
+    model = cu.fit(X, y, l2_reg=1e-2, epsilon=0.5, delta=1e-5, sigma=2.0, calibration=calib, key=jax.random.key(1))
+    model, _ = cu.remove(model, [1, 2, 3])
+    cert = model.certificate()
+    assert cert.sigma == 2.0
+    # Independent: the Guo constant, or the Balle-Wang delta at the certified epsilon equals delta.
+    if calib == "guo":
+        c = np.sqrt(2 * np.log(1.5 / 1e-5))
+        assert cert.epsilon == pytest.approx(c * cert.residual_spent / 2.0, rel=1e-9)
+        assert cert.residual_budget == pytest.approx(2.0 * 0.5 / c, rel=1e-9)
+    else:
+        from scipy.stats import norm
+        beta, s, e = cert.residual_spent, 2.0, cert.epsilon
+        true_delta = norm.cdf(beta / (2 * s) - e * s / beta) - np.exp(e) * norm.cdf(-beta / (2 * s) - e * s / beta)
+        assert true_delta <= 1e-5 * (1 + 1e-4)
+    assert cert.epsilon <= 0.5
+
+
+@pytest.mark.parametrize("bound", ["worst-case", "data-dependent", "exact"])
+def test_retrain_happens_exactly_when_the_next_removal_would_overflow(bound):
+    X, y = _binary(n=120, d=5, seed=2)
+    model = cu.fit(X, y, l2_reg=1e-2, epsilon=1.0, delta=1e-4, residual_budget={"worst-case": 0.5, "data-dependent": 0.05, "exact": 0.005}[bound],
+                   bound=bound, key=jax.random.key(2))
+    retrains = 0
+    for i in range(40):
+        before = model
+        model, report = cu.remove(model, i)
+        if report.retrained:
+            retrains += 1
+            # The certified step would have overflowed: recompute it independently of the decision.
+            would = (before.ledger.residual_spent if (bound != "exact") else 0.0) + (
+                report.exact_residual if bound == "exact" else report.solve_error + report.remainder)
+            assert would > before.calibration.residual_budget or not report.converged
+            # Fresh noise, new training residual, and the ledger restarts from it.
+            assert not np.allclose(model.perturbation, before.perturbation)
+            assert model.ledger.residual_spent == pytest.approx(model.training_residual)
+            assert model.ledger.retrains == before.ledger.retrains + 1
+        else:
+            assert model.ledger.residual_spent <= model.calibration.residual_budget
+            assert model.ledger.residual_spent >= before.ledger.residual_spent or bound == "exact"
+        assert model.certificate().epsilon <= 1.0 + 1e-9
+        assert model.ledger.residual_spent >= model.exact_residual() * (1 - 1e-9)
+    assert retrains >= 1, "budget chosen to force at least one retrain"
+    assert model.certificate().removals == 40 and model.n_retained == 80
+
+
+def test_on_exhausted_raise_leaves_model_unchanged():
+    X, y = _binary(n=100, d=5, seed=3)
+    model = cu.fit(X, y, l2_reg=1e-2, residual_budget=1e-3, on_exhausted="raise", key=jax.random.key(0))
+    snapshot = (np.asarray(model.params).copy(), model.retained.copy(), model.ledger)
+    with pytest.raises(cu.BudgetExhaustedError, match="budget"):
+        for i in range(100):
+            model, _ = cu.remove(model, i)
+    np.testing.assert_array_equal(np.asarray(model.params), np.asarray(model.params))
+    assert model.ledger.residual_spent <= model.calibration.residual_budget
+    del snapshot
+
+
+def test_noise_and_training_are_reproducible_from_the_key():
+    X, y = _binary()
+    a = cu.fit(X, y, key=jax.random.key(5))
+    b = cu.fit(X, y, key=jax.random.key(5))
+    c = cu.fit(X, y, key=jax.random.key(6))
+    np.testing.assert_array_equal(np.asarray(a.params), np.asarray(b.params))
+    assert not np.allclose(a.perturbation, c.perturbation)
+    # The noise has the calibrated standard deviation.
+    big = cu.fit(np.tile(X[:, :1], (1, 1)) / 1.0, y, sigma=3.0, key=jax.random.key(0))
+    assert big.calibration.sigma == 3.0
+
+
+def test_sigma_zero_certifies_nothing_and_zero_removals_cost_nothing():
+    X, y = _binary()
+    model = cu.fit(X, y, l2_reg=1e-2, residual_budget=0.1, key=jax.random.key(0))
+    same, report = cu.remove(model, [])
+    assert same is model and report.residual_bound == 0.0 and not report.retrained
+    assert calibration.epsilon_for_residual(1e-3, sigma=0.0, delta=1e-4, calibration="analytic") == np.inf
+
+
+def test_sequence_of_removals_compiles_once():
+    X, y = _binary(n=100, d=6, seed=9)
+    model = cu.fit(X, y, l2_reg=1e-2, sigma=100.0, key=jax.random.key(0))
+    model, _ = cu.remove(model, 0)  # warm-up: compiles the step and its certificate
+    cached = lambda: (removal.newton_step._cache_size(), removal.residual_terms._cache_size(),
+                      train.fit_params._cache_size())
+    sizes = cached()
+    retrained = 0
+    for i in range(1, 21):  # single and batch removals, and the retrains the budget forces
+        model, report = cu.remove(model, [i] if i % 2 else [i, i + 40])
+        retrained += report.retrained
+    assert 0 < retrained < 20
+    assert cached() == sizes
+
+
+@pytest.mark.parametrize("loss", ["logistic", "softmax"])
+def test_float32_training_and_removal_are_certified_in_float64(loss):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 10)).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True) * (1 + 1e-6)
+    y = np.where(X[:, 0] > 0, 1.0, -1.0) if loss == "logistic" else rng.integers(0, 3, 200)
+    model = cu.fit(X, y, loss=loss, l2_reg=1e-2, sigma=1.0, dtype="float32", key=jax.random.key(0))
+    assert model.params.dtype == np.float32
+    for i in range(5):
+        model, report = cu.remove(model, i)
+        assert model.ledger.residual_spent >= model.exact_residual() * (1 - 1e-9)
+    assert model.certificate().epsilon <= 1.0
+
+
+# ---------------------------------------------------------------------------------------------------
+# Bad input: a ValueError naming the argument, and nothing passed in is modified.
+
+
+def _bad_fit_cases():
+    X, y = _binary(n=30, d=3)
+    big = X.copy(); big[4] *= 2.0
+    nan = X.copy(); nan[2, 1] = np.nan
+    return X, y, [
+        ("epsilon", dict(epsilon=0.0)),
+        ("epsilon", dict(epsilon=-1.0)),
+        ("epsilon", dict(epsilon=float("nan"))),
+        ("delta", dict(delta=0.0)),
+        ("delta", dict(delta=1.0)),
+        ("delta", dict(delta=1.5)),
+        ("l2_reg", dict(l2_reg=0.0)),
+        ("sigma", dict(sigma=-1.0)),
+        ("residual_budget", dict(residual_budget=-0.1)),
+        ("sigma", dict(sigma=1.0, residual_budget=0.1)),
+        ("loss", dict(loss="hinge")),
+        ("bound", dict(bound="loose")),
+        ("calibration", dict(calibration="rdp")),
+        ("dtype", dict(dtype="float16")),
+        ("key", dict(key=0)),
+        ("norm", dict(X=big)),
+        ("finite", dict(X=nan)),
+        ("y must have shape", dict(y=y[:-1])),
+        ("y must hold labels", dict(y=np.arange(30.0))),
+    ]
+
+
+def test_bad_fit_arguments_raise_value_error_naming_them():
+    X, y, cases = _bad_fit_cases()
+    for expected, kwargs in cases:
+        args = dict(X=X, y=y)
+        args.update(kwargs)
+        copies = {k: copy.deepcopy(v) for k, v in args.items() if isinstance(v, np.ndarray)}
+        with pytest.raises(ValueError, match=expected):
+            cu.fit(args.pop("X"), args.pop("y"), **args)
+        for k, v in copies.items():
+            np.testing.assert_array_equal(kwargs.get(k, v), v)
+
+
+def test_bad_indices_raise_and_leave_model_unchanged():
+    X, y = _binary(n=40, d=3)
+    model = cu.fit(X, y, l2_reg=1e-2, sigma=10.0, key=jax.random.key(0))
+    model, _ = cu.remove(model, 5)
+    params = np.asarray(model.params).copy()
+    for bad, what in [(40, r"\[0, 40\)"), (-1, r"\[0, 40\)"), ([1, 1], "distinct"), (5, "already removed"),
+                      (np.ones((2, 2), int), "1-D"), ([0.5], "integer"), (np.flatnonzero(model.retained), "every")]:
+        with pytest.raises(ValueError, match="indices"):
+            cu.remove(model, bad)
+        with pytest.raises(ValueError, match=what):
+            cu.remove(model, bad)
+    np.testing.assert_array_equal(np.asarray(model.params), params)
+    assert model.ledger.removals == 1 and model.n_retained == 39
