@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from certunlearn import calibration as calib
-from certunlearn import objective, removal, train
+from certunlearn import curvature, objective, removal, train
 from certunlearn.accounting import Ledger
 from certunlearn.losses import LOSSES, get_loss
 
@@ -45,7 +45,7 @@ __all__ = [
 ON_EXHAUSTED = ("retrain", "raise")
 DTYPES = ("float32", "float64")
 _ROW_NORM_SLACK = 1e-6  # Rounding slack on ||x_i|| <= 1; the bounds use the actual max row norm.
-_DENSE_LIMIT = 2048  # solver="auto": Cholesky up to this many parameters, CG above.
+_DENSE_LIMIT = 2048  # solver="auto": the cached factorisation up to this many parameters, CG above.
 
 
 class CertificationError(RuntimeError):
@@ -162,6 +162,10 @@ class _Config:
     max_steps: int
     dtype: str
     num_classes: int | None
+    cg_rtol: float = 1e-10
+    cg_maxiter: int | None = None
+    cache_rows: int = 128
+    refresh_iters: int = 4
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -188,6 +192,8 @@ class CertifiedModel:
     config: _Config
     training_residual: float
     _data: _Data = dataclasses.field(repr=False)
+    _cache: Any = dataclasses.field(default=None, repr=False)  # curvature.CurvatureCache for "cached"
+    _cache_stale: bool = dataclasses.field(default=False, repr=False)
 
     @property
     def n_retained(self) -> int:
@@ -392,6 +398,9 @@ def fit(
     tol: float | None = None,
     max_steps: int = 200,
     num_classes: int | None = None,
+    cg_rtol: float = 1e-10,
+    cg_maxiter: int | None = None,
+    cache_rows: int = 128,
 ) -> CertifiedModel:
     """Trains a certified model: the minimiser of the perturbed objective ``L_b`` (sum convention).
 
@@ -409,7 +418,11 @@ def fit(
       bound: per-removal residual bound: "worst-case", "data-dependent" or "exact".
       key: PRNG key for the noise (and every later retrain's fresh noise). Default ``jax.random.key(0)``.
       dtype: "float64" or "float32" for training and removal; certificates are always computed in float64.
-      solver: "cholesky", "cg" or "auto" (Cholesky up to 2048 parameters).
+      solver: the Newton solve of each removal. "cholesky": the Hessian on the retained rows, rebuilt
+        and factorised per removal, O(n d^2). "cached": a Cholesky factorisation kept across removals,
+        downdated for removed rows (Woodbury) and used to precondition CG on exact Hessian-vector
+        products, O(p^2 + n d) per removal (:mod:`certunlearn.curvature`). "cg": matrix-free CG, O(n p)
+        memory. "auto": "cached" up to 2048 parameters, "cg" above.
       update: "guo" (Newton step on Delta, residuals accumulate) or "gradient" (Newton step on the full
         perturbed gradient of the retained rows; the step also corrects earlier residual).
       on_exhausted: when a removal would exceed the budget: "retrain" (on the retained rows with fresh
@@ -417,6 +430,9 @@ def fit(
       train_method: "newton" or "lbfgs". tol: training gradient-norm tolerance (default ``1e-9 sqrt(n)`` in float64,
         ``1e-4 sqrt(n)`` in float32); the training residual it leaves is charged to the budget. max_steps: optimiser step cap.
       num_classes: K for softmax (default ``max(y) + 1``).
+      cg_rtol, cg_maxiter: tolerance and cap of CG solves (the solve error is charged to the budget;
+        a solve that does not converge is never certified).
+      cache_rows: removed rows a cached factorisation absorbs before it is rebuilt ("cached" only).
 
     Returns:
       A :class:`CertifiedModel`.
@@ -462,7 +478,11 @@ def fit(
     _check_row_norms(X64)
     y64, k = _check_y(y, n, loss, num_classes)
     if solver == "auto":
-        solver = "cholesky" if d * (k or 1) <= _DENSE_LIMIT else "cg"
+        solver = "cached" if d * (k or 1) <= _DENSE_LIMIT else "cg"
+    cg_rtol = _positive("cg_rtol", cg_rtol)
+    for name, value in (("cg_maxiter", cg_maxiter), ("cache_rows", cache_rows)):
+        if value is not None and (not isinstance(value, (int, np.integer)) or value < 1):
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
     tol = _default_tol(dtype, n) if tol is None else tol
 
     # The bounds must hold for the rows the model actually sees, i.e. after the cast to ``dtype``.
@@ -476,7 +496,10 @@ def fit(
     X64j = jnp.asarray(X_seen)
     Xd = X64j if dtype == "float64" else jnp.asarray(X_seen, dtype)
     data = _Data(Xd, yd, X64j, y64j, max_row_norm, data_norm)
-    config = _Config(loss, l2_reg, bound, solver, update, on_exhausted, train_method, tol, int(max_steps), dtype, k)
+    config = _Config(
+        loss, l2_reg, bound, solver, update, on_exhausted, train_method, tol, int(max_steps), dtype, k,
+        cg_rtol=cg_rtol, cg_maxiter=cg_maxiter, cache_rows=int(cache_rows),
+    )
 
     shape = (d,) if k is None else (d, k)
     retained = np.ones(n, dtype=bool)
@@ -501,7 +524,7 @@ def _train(data: _Data, config: _Config, calibration_, key, retained, params0):
         config.tol,
         loss=config.loss,
         method=config.train_method,
-        solver=config.solver,
+        solver="cg" if config.solver == "cg" else "cholesky",
         max_steps=config.max_steps,
     )
     r0 = float(_gradient_norm(_as64(result.params), data.X64, data.y64, _as64(weights), _as64(b), config.l2_reg, loss=config.loss))
@@ -548,6 +571,40 @@ def _check_indices(indices, model: CertifiedModel) -> np.ndarray:
     return arr
 
 
+def _cache_columns(model: CertifiedModel) -> int:
+    return model.config.cache_rows * curvature.columns_per_row(model.params.shape)
+
+
+def _cached_step(model: CertifiedModel, step_args, bucket: int):
+    """The "cached" Newton step: downdate (or rebuild) the factorisation, then preconditioned CG.
+
+    The cache is rebuilt at the current parameters on the rows retained after this removal when there
+    is none (first removal, after a retrain), when it is full, when CG needed more than
+    ``refresh_iters`` iterations last time (drift), or when the step did not converge with a stale one.
+    """
+    cfg, data = model.config, model._data
+    params, X, y, keep_d, rows_j, row_weights_d = step_args
+    need = bucket * curvature.columns_per_row(params.shape)
+    cache = model._cache
+
+    def step_with(cache, downdate_weights):
+        return removal.cached_newton_step(
+            *step_args, downdate_weights, model.perturbation, cfg.l2_reg, cache, cfg.cg_rtol,
+            loss=cfg.loss, update=cfg.update, cg_maxiter=cfg.cg_maxiter or 50,
+        )
+
+    def rebuild():
+        fresh = curvature.build_cache(params, X, y, keep_d, cfg.l2_reg, loss=cfg.loss, capacity=_cache_columns(model))
+        return step_with(fresh, jnp.zeros_like(row_weights_d))
+
+    if cache is None or model._cache_stale or int(cache.used) + need > _cache_columns(model):
+        return rebuild()
+    step, new_cache = step_with(cache, row_weights_d)
+    if not bool(step.converged):
+        return rebuild()
+    return step, new_cache
+
+
 def remove(model: CertifiedModel, indices) -> tuple[CertifiedModel, RemovalReport]:
     """Removes rows (original indices) with one Newton step, or by retraining when the budget runs out.
 
@@ -571,31 +628,43 @@ def remove(model: CertifiedModel, indices) -> tuple[CertifiedModel, RemovalRepor
         return model, RemovalReport(idx, 0.0, spent, c.residual_budget, c.epsilon_spent(spent), False)
 
     cfg, data = model.config, model._data
-    removed_mask = np.zeros_like(model.retained)
-    removed_mask[idx] = True
-    keep = model.retained & ~removed_mask
+    keep = model.retained.copy()
+    keep[idx] = False
     keep.setflags(write=False)
+    # Pad the removed rows to a power-of-two bucket (weight 0) so batch sizes share compilations.
+    bucket = 1 << (idx.size - 1).bit_length()
+    rows = np.zeros(bucket, np.int64)
+    rows[: idx.size] = idx
+    row_weights = np.zeros(bucket)
+    row_weights[: idx.size] = 1.0
+    keep_d = jnp.asarray(keep, cfg.dtype)
+    rows_j, row_weights_d = jnp.asarray(rows), jnp.asarray(row_weights, cfg.dtype)
 
     start = time.perf_counter()
-    step = removal.newton_step(
-        model.params,
-        data.X,
-        data.y,
-        jnp.asarray(keep, cfg.dtype),
-        jnp.asarray(removed_mask, cfg.dtype),
-        model.perturbation,
-        cfg.l2_reg,
-        loss=cfg.loss,
-        solver=cfg.solver,
-        update=cfg.update,
-    )
+    cache, cache_stale = None, False
+    step_args = (model.params, data.X, data.y, keep_d, rows_j, row_weights_d)
+    if cfg.solver == "cached" and bucket * curvature.columns_per_row(model.params.shape) <= _cache_columns(model):
+        step, cache = _cached_step(model, step_args, bucket)
+        cache_stale = int(step.steps) > cfg.refresh_iters
+    else:
+        step = removal.newton_step(
+            *step_args,
+            model.perturbation,
+            cfg.l2_reg,
+            cfg.cg_rtol,
+            loss=cfg.loss,
+            solver="cg" if cfg.solver == "cg" else "cholesky",
+            update=cfg.update,
+            cg_maxiter=cfg.cg_maxiter,
+        )
     terms = removal.residual_terms(
         _as64(model.params),
         _as64(step.params),
         data.X64,
         data.y64,
         jnp.asarray(keep, jnp.float64),
-        jnp.asarray(removed_mask, jnp.float64),
+        rows_j,
+        jnp.asarray(row_weights),
         _as64(model.perturbation),
         cfg.l2_reg,
         data.data_norm,
@@ -624,7 +693,9 @@ def remove(model: CertifiedModel, indices) -> tuple[CertifiedModel, RemovalRepor
 
     if converged and new_spent <= c.residual_budget:
         ledger = model.ledger.after_removal(step_bound, idx.size, mode=mode)
-        new_model = dataclasses.replace(model, params=step.params, retained=keep, ledger=ledger)
+        new_model = dataclasses.replace(
+            model, params=step.params, retained=keep, ledger=ledger, _cache=cache, _cache_stale=cache_stale
+        )
         report = RemovalReport(
             idx, step_bound, ledger.residual_spent, c.residual_budget, c.epsilon_spent(ledger.residual_spent),
             False, **diagnostics,
@@ -644,7 +715,8 @@ def remove(model: CertifiedModel, indices) -> tuple[CertifiedModel, RemovalRepor
     retrain_seconds = time.perf_counter() - start
     ledger = model.ledger.after_retrain(r0, idx.size)
     new_model = dataclasses.replace(
-        model, params=params, perturbation=b, retained=keep, ledger=ledger, key=key, training_residual=r0
+        model, params=params, perturbation=b, retained=keep, ledger=ledger, key=key, training_residual=r0,
+        _cache=None, _cache_stale=False,
     )
     report = RemovalReport(
         idx, r0, r0, c.residual_budget, c.epsilon_spent(r0), True, **diagnostics, retrain_seconds=retrain_seconds

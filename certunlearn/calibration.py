@@ -18,11 +18,13 @@ Two calibrations (``CALIBRATIONS``):
       delta >= Phi(beta / (2 sigma) - epsilon sigma / beta)
                - e^epsilon Phi(-beta / (2 sigma) - epsilon sigma / beta),
 
-  solved with ``dp_accounting`` (unit sensitivity; noise multiplier m = sigma / beta). Every value this
-  module returns is checked against an independent stable evaluation of that condition
-  (``analytic_delta``) and moved to the safe side when ``dp_accounting`` is off (it under-reports
-  epsilon for noise multipliers below ~1e-8 and fails below ~1e-150). At delta = 1e-5, epsilon = 1 it
-  needs 0.77x the classical sigma, i.e. ~1.3x more residual budget per noise draw.
+  solved with ``dp_accounting`` (unit sensitivity; noise multiplier m = sigma / beta). Its answer is
+  only the starting point: every sigma and epsilon returned is the smallest value (to 2^-40 relative)
+  that an independent, stable evaluation of the condition (``analytic_delta``) certifies with a 1e-11
+  relative margin on delta. This matters: ``dp_accounting`` under-reports epsilon for noise multipliers
+  below ~1e-8, raises below ~1e-150, and its root jitters by ~1e-16 absolute, which breaks the
+  monotonicity of epsilon in the residual near epsilon = 0. At delta = 1e-5, epsilon = 1 the analytic
+  sigma is 0.77x the classical one, i.e. ~1.3x more residual budget per noise draw.
 
 Everything here is host-side Python on floats (no JAX): it runs once per removal, not under jit.
 
@@ -61,12 +63,12 @@ __all__ = [
 CALIBRATIONS = ("guo", "analytic")
 
 _SQRT2 = math.sqrt(2.0)
-# Noise multipliers sigma / beta are rounded down to this many mantissa bits before the analytic solve.
-# Rounding down only adds noise-free slack (safe); it makes epsilon_for_residual monotone in the residual
-# despite root-finder jitter, because neighbouring grid points differ in epsilon by >= ~2e-10 relative,
-# far more than the solver's 1e-12.
+# Noise multipliers sigma / beta are rounded down to this many significant bits before the analytic
+# solve. Rounding down assumes less noise than there is (safe). It makes epsilon_for_residual monotone in
+# the residual: neighbouring grid points differ in epsilon by >= ~2e-10 relative, far more than the
+# search resolution and the evaluation error (~1e-12), so nearly equal residuals cannot swap order.
 _MULTIPLIER_BITS = 33
-# Relative resolution of the final upward search; well below the multiplier grid spacing.
+# Relative resolution of the final search; well below the multiplier grid spacing.
 _RESOLUTION = 2.0**-40
 # Below this noise multiplier epsilon > 5e5: certifies nothing useful, and dp_accounting loses accuracy,
 # so the closed-form upper bound is returned instead.
@@ -83,11 +85,13 @@ _MIN_RELATIVE_GAP = 1e-13
 
 def _as_float(name: str, value: object) -> float:
     """Converts a real scalar (Python, NumPy or 0-d array) to float; rejects bools and non-numbers."""
-    if isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be a real number, got the bool {value!r}; pass a float.")
+    if isinstance(value, (bool, np.bool_)):  # ValueError for every bad input: one type for callers
+        raise ValueError(  # noqa: TRY004
+            f"{name} must be a real number, got the bool {value!r}; pass a float.")
     if isinstance(value, numbers.Real):
         return float(value)
-    if getattr(value, "shape", None) == () and getattr(getattr(value, "dtype", None), "kind", "") in "fiu":
+    kind = getattr(getattr(value, "dtype", None), "kind", None)
+    if getattr(value, "shape", None) == () and kind in ("f", "i", "u"):
         return float(value)  # 0-d NumPy / JAX arrays
     raise ValueError(f"{name} must be a real number, got {value!r} of type {type(value).__name__}; "
                      "pass a float.")
@@ -303,10 +307,11 @@ def analytic_delta(epsilon: float, sigma: float, sensitivity: float) -> float:
                 - e^epsilon Phi(-beta / (2 sigma) - epsilon sigma / beta),
 
     with beta = ``sensitivity`` (for a removal: the residual norm bound, Guo's epsilon') and Phi the
-    standard normal CDF. Evaluated in log space (``scipy.special.log_ndtr``, ``erfcx`` and ``expm1``) in
-    the variable t = epsilon sigma / beta - beta / (2 sigma), so it stays accurate where the direct
-    formula cancels catastrophically. In the single regime where the two terms agree to all float64
-    digits (sigma / beta > ~1e13) it returns an upper bound on delta instead.
+    standard normal CDF. Evaluated in log space (``scipy.special.log_ndtr``, ``erfcx``, ``expm1``) in the
+    variable t = epsilon sigma / beta - beta / (2 sigma), with the difference of the two terms summed
+    as a series when sigma / beta is large, so it stays accurate (~1e-12 relative) where the direct
+    formula cancels catastrophically (tiny or huge sigma / beta, large epsilon). Should the two terms
+    ever agree to all float64 digits, it returns an upper bound on delta, never an underestimate.
 
     Args:
       epsilon: privacy loss, >= 0 (may be inf: delta = 0).
@@ -426,8 +431,8 @@ def sigma_for_budget(residual_budget: float, *, epsilon: float, delta: float, ca
 
     where beta = ``residual_budget`` (Guo's epsilon': the bound on ||grad L_b(w; D')||, sum convention,
     for whichever neighbouring relation the residual bound used) and sigma_1 is the smallest unit-
-    sensitivity sigma with analytic_delta(epsilon, sigma_1, 1) <= delta, found by
-    ``dp_accounting.get_sigma_gaussian`` and verified (moved up if needed) with ``analytic_delta``.
+    sensitivity sigma with analytic_delta(epsilon, sigma_1, 1) <= delta: ``dp_accounting``'s
+    ``get_sigma_gaussian``, refined with ``analytic_delta`` (see the module docstring).
 
     Args:
       residual_budget: the largest residual norm to certify, finite and > 0.
@@ -503,13 +508,14 @@ def epsilon_for_residual(residual: float, *, sigma: float, delta: float, calibra
     * analytic: the smallest epsilon with analytic_delta(epsilon, sigma, beta) <= delta, i.e.
       ``dp_accounting.get_epsilon_gaussian(sigma / beta, delta)``                (Balle & Wang, Thm. 8)
 
-    For "analytic" the result is never below the true epsilon: the noise multiplier sigma / beta is
-    first rounded down to 33 significant bits (a relative change < 2.4e-10, which keeps the result
-    monotone in beta despite root-finder jitter), the ``dp_accounting`` answer is checked with
-    ``analytic_delta`` and bisected upwards if it fails (it under-reports for sigma / beta < ~1e-8), and
-    for sigma / beta < 2^-10 (epsilon > 5e5) the closed-form bound 1/(2 m^2) + sqrt(2 ln(1/delta)) / m
-    is returned. For "guo" the formula is the paper's and under-reports epsilon above ~8.8 at
-    delta = 1e-5 (the theorem assumes epsilon <= 1).
+    For "analytic" the result is never below the true epsilon (to float64 precision): the noise
+    multiplier m = sigma / beta is first rounded down to 33 significant bits (a relative change
+    < 2.4e-10 that keeps the result monotone in beta), then the ``dp_accounting`` answer is refined to
+    the smallest epsilon that ``analytic_delta`` certifies with a 1e-11 relative margin on delta
+    (``dp_accounting`` alone under-reports for m < ~1e-8). For m < 2^-10 (epsilon > 5e5, nothing
+    useful is certified) the proven closed-form bound 1/(2 m^2) + sqrt(2 ln(1/delta)) / m is
+    returned. For "guo" the formula is the paper's; it under-reports epsilon above ~8.8 at
+    delta = 1e-5 (the theorem's proof assumes epsilon <= 1).
 
     Degenerate inputs: residual = 0 costs nothing (0.0); sigma = 0 < residual certifies nothing (inf).
 
@@ -609,8 +615,8 @@ class Calibration:
         """epsilon certified at ``self.delta`` after spending a residual of norm ``residual``.
 
         ``epsilon_for_residual(residual, sigma=self.sigma, delta=self.delta, ...)``. Compare residuals,
-        not epsilons, against the budget: at residual = residual_budget the analytic value can exceed
-        ``self.epsilon`` by ~1e-9 relative, because it is rounded to the safe side.
+        not epsilons, against the budget: at residual = residual_budget the analytic value equals
+        ``self.epsilon`` only to ~1e-9 relative (both come from numerical solves, each sound).
         """
         return epsilon_for_residual(residual, sigma=self.sigma, delta=self.delta,
                                     calibration=self.calibration)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import certunlearn as cu
-from certunlearn import calibration, removal, train
+from certunlearn import calibration, curvature, removal, train
 
 
 def _binary(n=150, d=8, seed=0):
@@ -117,19 +117,22 @@ def test_sigma_zero_certifies_nothing_and_zero_removals_cost_nothing():
     assert calibration.epsilon_for_residual(1e-3, sigma=0.0, delta=1e-4, calibration="analytic") == np.inf
 
 
-def test_sequence_of_removals_compiles_once():
+@pytest.mark.parametrize("solver", ["cholesky", "cached", "cg"])
+def test_sequence_of_removals_compiles_once(solver):
     X, y = _binary(n=100, d=6, seed=9)
-    model = cu.fit(X, y, l2_reg=1e-2, sigma=100.0, key=jax.random.key(0))
-    model, _ = cu.remove(model, 0)  # warm-up: compiles the step and its certificate
-    cached = lambda: (removal.newton_step._cache_size(), removal.residual_terms._cache_size(),
-                      train.fit_params._cache_size())
-    sizes = cached()
+    model = cu.fit(X, y, l2_reg=1e-2, sigma=100.0, solver=solver, cache_rows=8, key=jax.random.key(0))
+    # Warm-up: one single and one batch removal compile the step (per batch-size bucket) and its certificate.
+    model, _ = cu.remove(model, 0)
+    model, _ = cu.remove(model, [1, 41])
+    jitted = (removal.newton_step, removal.cached_newton_step, removal.residual_terms, train.fit_params,
+              curvature.build_cache, curvature.downdate)
+    sizes = [f._cache_size() for f in jitted]
     retrained = 0
-    for i in range(1, 21):  # single and batch removals, and the retrains the budget forces
+    for i in range(2, 22):  # single and batch removals, cache refreshes, and the retrains the budget forces
         model, report = cu.remove(model, [i] if i % 2 else [i, i + 40])
         retrained += report.retrained
     assert 0 < retrained < 20
-    assert cached() == sizes
+    assert [f._cache_size() for f in jitted] == sizes
 
 
 @pytest.mark.parametrize("loss", ["logistic", "softmax"])
