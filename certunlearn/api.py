@@ -166,6 +166,7 @@ class _Config:
     cg_maxiter: int | None = None
     cache_rows: int = 128
     refresh_iters: int = 4
+    refresh_ratio: float = 10.0
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -575,17 +576,36 @@ def _cache_columns(model: CertifiedModel) -> int:
     return model.config.cache_rows * curvature.columns_per_row(model.params.shape)
 
 
-def _cached_step(model: CertifiedModel, step_args, bucket: int):
-    """The "cached" Newton step: downdate (or rebuild) the factorisation, then preconditioned CG.
+def _step_bound(cfg: _Config, solve_error, remainder, exact) -> tuple[float, str]:
+    """The step's bound and how the ledger takes it ("accumulate" for Guo's Delta, else "replace")."""
+    if cfg.bound == "exact":
+        return float(exact), "replace"
+    return float(solve_error) + float(remainder), "accumulate" if cfg.update == "guo" else "replace"
 
-    The cache is rebuilt at the current parameters on the rows retained after this removal when there
-    is none (first removal, after a retrain), when it is full, when CG needed more than
-    ``refresh_iters`` iterations last time (drift), or when the step did not converge with a stale one.
-    """
-    cfg, data = model.config, model._data
-    params, X, y, keep_d, rows_j, row_weights_d = step_args
-    need = bucket * curvature.columns_per_row(params.shape)
+
+def _step_spent(model: CertifiedModel, solve_error, remainder, exact) -> float:
+    """The residual that would be spent after a step with these terms (inf if not finite)."""
+    bound, mode = _step_bound(model.config, solve_error, remainder, exact)
+    return model.ledger.peek(bound, mode=mode) if math.isfinite(bound) else math.inf
+
+
+def _cache_needs_rebuild(model: CertifiedModel, need: int) -> bool:
     cache = model._cache
+    return cache is None or model._cache_stale or int(cache.used) + need > _cache_columns(model)
+
+
+def _build_cache(model: CertifiedModel, keep_d):
+    cfg, data = model.config, model._data
+    return curvature.build_cache(
+        model.params, data.X, data.y, keep_d, cfg.l2_reg, loss=cfg.loss, capacity=_cache_columns(model)
+    )
+
+
+def _cached_step_pcg(model: CertifiedModel, step_args, need: int):
+    """The "cached" step in float32: the downdated factorisation preconditions CG on exact HVPs, and
+    the certificate recomputes the solve error with HVPs in float64 (:func:`removal.residual_terms`)."""
+    cfg = model.config
+    row_weights_d = step_args[-1]
 
     def step_with(cache, downdate_weights):
         return removal.cached_newton_step(
@@ -593,16 +613,36 @@ def _cached_step(model: CertifiedModel, step_args, bucket: int):
             loss=cfg.loss, update=cfg.update, cg_maxiter=cfg.cg_maxiter or 50,
         )
 
-    def rebuild():
-        fresh = curvature.build_cache(params, X, y, keep_d, cfg.l2_reg, loss=cfg.loss, capacity=_cache_columns(model))
-        return step_with(fresh, jnp.zeros_like(row_weights_d))
+    if not _cache_needs_rebuild(model, need):
+        step, cache = step_with(model._cache, row_weights_d)
+        if bool(step.converged):
+            return step, cache, int(step.steps) > cfg.refresh_iters
+    step, cache = step_with(_build_cache(model, step_args[3]), jnp.zeros_like(row_weights_d))
+    return step, cache, int(step.steps) > cfg.refresh_iters
 
-    if cache is None or model._cache_stale or int(cache.used) + need > _cache_columns(model):
-        return rebuild()
-    step, new_cache = step_with(cache, row_weights_d)
-    if not bool(step.converged):
-        return rebuild()
-    return step, new_cache
+
+def _cached_step_float64(model: CertifiedModel, step_args, need: int, *, rebuild: bool = False):
+    """The "cached" step in float64: Newton step with the downdated factorisation, certified by a bound
+    that charges the curvature's staleness, with one pass over the data (:func:`removal.cached_removal`).
+
+    The cache is rebuilt at the current parameters on the rows retained after this removal when there
+    is none (first removal, after a retrain), when it is full, when drift made the last bound more
+    than ``refresh_ratio`` times its Taylor part, or (``rebuild=True``) when the stale step would not
+    fit in the budget. Returns ``(result, stale, rebuilt)``.
+    """
+    cfg, data = model.config, model._data
+    row_weights_d = step_args[-1]
+    rebuild = rebuild or _cache_needs_rebuild(model, need)
+    if rebuild:
+        cache, downdate_weights = _build_cache(model, step_args[3]), jnp.zeros_like(row_weights_d)
+    else:
+        cache, downdate_weights = model._cache, row_weights_d
+    out = removal.cached_removal(
+        *step_args, downdate_weights, model.perturbation, cfg.l2_reg, cache, data.data_norm, data.max_row_norm,
+        loss=cfg.loss, update=cfg.update, bound=cfg.bound,
+    )
+    stale = float(out.remainder) > cfg.refresh_ratio * float(out.taylor) + 1e-300
+    return out, stale, rebuild
 
 
 def remove(model: CertifiedModel, indices) -> tuple[CertifiedModel, RemovalReport]:
@@ -643,44 +683,50 @@ def remove(model: CertifiedModel, indices) -> tuple[CertifiedModel, RemovalRepor
     start = time.perf_counter()
     cache, cache_stale = None, False
     step_args = (model.params, data.X, data.y, keep_d, rows_j, row_weights_d)
-    if cfg.solver == "cached" and bucket * curvature.columns_per_row(model.params.shape) <= _cache_columns(model):
-        step, cache = _cached_step(model, step_args, bucket)
-        cache_stale = int(step.steps) > cfg.refresh_iters
+    need = bucket * curvature.columns_per_row(model.params.shape)
+    use_cache = cfg.solver == "cached" and need <= _cache_columns(model)
+    if use_cache and cfg.dtype == "float64":
+        out, cache_stale, rebuilt = _cached_step_float64(model, step_args, need)
+        if not rebuilt and _step_spent(model, out.solve_error, out.remainder, out.exact_residual) > c.residual_budget:
+            # A fresh factorisation (an exact Newton step) may still fit where the stale one does not.
+            out, cache_stale, _ = _cached_step_float64(model, step_args, need, rebuild=True)
+        step = removal.NewtonStep(out.params, jnp.asarray(True), jnp.asarray(0), out.solve_error)
+        cache = out.cache
+        terms = removal.ResidualTerms(out.solve_error, out.remainder, out.exact_residual)
     else:
-        step = removal.newton_step(
-            *step_args,
-            model.perturbation,
+        if use_cache:
+            step, cache, cache_stale = _cached_step_pcg(model, step_args, need)
+        else:
+            step = removal.newton_step(
+                *step_args,
+                model.perturbation,
+                cfg.l2_reg,
+                cfg.cg_rtol,
+                loss=cfg.loss,
+                solver="cg" if cfg.solver == "cg" else "cholesky",
+                update=cfg.update,
+                cg_maxiter=cfg.cg_maxiter,
+            )
+        terms = removal.residual_terms(
+            _as64(model.params),
+            _as64(step.params),
+            data.X64,
+            data.y64,
+            jnp.asarray(keep, jnp.float64),
+            rows_j,
+            jnp.asarray(row_weights),
+            _as64(model.perturbation),
             cfg.l2_reg,
-            cfg.cg_rtol,
+            data.data_norm,
+            data.max_row_norm,
             loss=cfg.loss,
-            solver="cg" if cfg.solver == "cg" else "cholesky",
             update=cfg.update,
-            cg_maxiter=cfg.cg_maxiter,
+            bound=cfg.bound,
         )
-    terms = removal.residual_terms(
-        _as64(model.params),
-        _as64(step.params),
-        data.X64,
-        data.y64,
-        jnp.asarray(keep, jnp.float64),
-        rows_j,
-        jnp.asarray(row_weights),
-        _as64(model.perturbation),
-        cfg.l2_reg,
-        data.data_norm,
-        data.max_row_norm,
-        loss=cfg.loss,
-        update=cfg.update,
-        bound=cfg.bound,
-    )
     solve_error, remainder, exact = (float(t) for t in terms)
     seconds = time.perf_counter() - start
-    if cfg.bound == "exact":
-        step_bound, mode = exact, "replace"
-    else:
-        step_bound = solve_error + remainder
-        mode = "accumulate" if cfg.update == "guo" else "replace"
-    new_spent = model.ledger.peek(step_bound, mode=mode) if math.isfinite(step_bound) else math.inf
+    step_bound, mode = _step_bound(cfg, solve_error, remainder, exact)
+    new_spent = _step_spent(model, solve_error, remainder, exact)
     converged = bool(step.converged)
     diagnostics = dict(
         solve_error=solve_error,

@@ -36,7 +36,7 @@ from certunlearn.losses import get_loss
 
 Array = jax.Array
 
-__all__ = ["CurvatureCache", "build_cache", "downdate", "apply_inverse", "columns_per_row"]
+__all__ = ["CurvatureCache", "build_cache", "downdate", "apply_inverse", "apply_matrix", "columns_per_row"]
 
 
 class CurvatureCache(NamedTuple):
@@ -49,6 +49,8 @@ class CurvatureCache(NamedTuple):
       solved: (p, c) ``Z = H_ref^{-1} V``.
       cap_factor: (c, c) lower Cholesky factor of ``C = I - V^T Z``.
       used: number of columns in use.
+      num_ref: number of rows retained when the factor was built (``n_ref``; the factor holds
+        ``lambda n_ref I``).
     """
 
     params_ref: Array
@@ -57,6 +59,7 @@ class CurvatureCache(NamedTuple):
     solved: Array
     cap_factor: Array
     used: Array
+    num_ref: Array
 
 
 def columns_per_row(params_shape) -> int:
@@ -72,7 +75,7 @@ def build_cache(params, X, y, keep, l2_reg, *, loss: str, capacity: int) -> Curv
     factor = jnp.linalg.cholesky(H)
     zeros = jnp.zeros((p, capacity), H.dtype)
     eye = jnp.eye(capacity, dtype=H.dtype)
-    return CurvatureCache(params, factor, zeros, zeros, eye, jnp.asarray(0, jnp.int32))
+    return CurvatureCache(params, factor, zeros, zeros, eye, jnp.asarray(0, jnp.int32), jnp.sum(keep))
 
 
 def _row_columns(params_ref, X_rows, weights, loss):
@@ -127,3 +130,10 @@ def apply_inverse(cache: CurvatureCache, v):
     base = jax.scipy.linalg.cho_solve((cache.factor, True), flat)
     coef = jax.scipy.linalg.cho_solve((cache.cap_factor, True), cache.cols.T @ base)
     return (base + cache.solved @ coef).reshape(v.shape)
+
+
+def apply_matrix(cache: CurvatureCache, v):
+    """``(H_ref - V V^T) v = L (L^T v) - V (V^T v)``, from the cached pieces, ``O(p^2 + p c)``."""
+    flat = v.reshape(-1)
+    out = cache.factor @ (cache.factor.T @ flat) - cache.cols @ (cache.cols.T @ flat)
+    return out.reshape(v.shape)

@@ -55,6 +55,8 @@ __all__ = [
     "ResidualTerms",
     "newton_step",
     "cached_newton_step",
+    "cached_removal",
+    "CachedRemoval",
     "residual_terms",
     "worst_case_remainder",
     "data_dependent_remainder",
@@ -195,6 +197,101 @@ def cached_newton_step(
         params=params + result.x, converged=result.converged, steps=result.steps, solver_residual=result.residual
     )
     return step, cache
+
+
+class CachedRemoval(NamedTuple):
+    """Output of :func:`cached_removal` (float64 throughout).
+
+    Attributes:
+      params: ``w + u``. cache: the downdated cache.
+      solve_error: ``||M u - rhs||`` with ``M = H_ref - V V^T`` the cached matrix (rounding only).
+      remainder: proven bound on ``||int_0^1 (H(w + t u) - M) u dt||``: Taylor remainder, parameter drift
+        since the factorisation and the regulariser change, plus a floating-point margin.
+      taylor: the Taylor part alone, ``gamma/2 ||X||_2 sqrt(sum ||delta_i||^4)`` (refresh heuristic).
+      exact_residual: ``||grad L_b(w_new; D')||`` when ``bound="exact"``, else NaN.
+    """
+
+    params: Array
+    cache: curvature.CurvatureCache
+    solve_error: Array
+    remainder: Array
+    taylor: Array
+    exact_residual: Array
+
+
+@functools.partial(jax.jit, static_argnames=("loss", "update", "bound"))
+def cached_removal(
+    params,
+    X,
+    y,
+    keep,
+    rows,
+    row_weights,
+    downdate_weights,
+    perturbation,
+    l2_reg,
+    cache: curvature.CurvatureCache,
+    data_norm,
+    max_row_norm,
+    *,
+    loss: str,
+    update: str = "guo",
+    bound: str = "data-dependent",
+) -> CachedRemoval:
+    """A certified removal with a cached factorisation and at most one pass over the data (float64).
+
+    Downdates the cached ``M = H_ref - V V^T`` by the removed rows (:mod:`certunlearn.curvature`),
+    takes the step ``u = M^{-1} rhs`` (``rhs = Delta`` or ``-g`` as in :func:`newton_step`) and bounds
+    the residual it leaves *without* the exact Hessian. With ``a_i = x_i^T (w - w_ref)`` (drift since the
+    factorisation) and ``delta_i = x_i^T u``, the curvature at ``w + t u`` differs from the one cached
+    by ``||A(z_i(w + t u)) - A(z_i(w_ref))|| <= gamma (||a_i|| + t ||delta_i||)``, so::
+
+        r_new = r_prev + (M u - rhs) + int_0^1 (H(w + t u) - M) u dt,
+        ||int ...|| <= gamma ||X'||_2 sqrt(sum_i ((||a_i|| + ||delta_i||/2) ||delta_i||)^2)
+                       + lambda |n' - n_ref| ||u|| + (rounding margin)
+
+    (``r_prev`` is the previous residual for ``update="guo"`` and absent for ``"gradient"``). The only
+    O(nd) work is ``X @ [u, w - w_ref]`` in one pass (``bound="data-dependent"``); ``"worst-case"``
+    replaces it by ``||a_i|| <= rho ||w - w_ref||``, ``||delta_i|| <= rho ||u||``, with no pass, and
+    ``"exact"`` computes the exact residual (two passes).
+    """
+    loss_ = get_loss(loss)
+    gamma = loss_.gamma
+    cache = curvature.downdate(cache, X[rows], downdate_weights, loss=loss)
+    rhs = _newton_rhs(params, X, y, keep, rows, row_weights, perturbation, l2_reg, loss=loss, update=update)
+    params_new = params + curvature.apply_inverse(cache, rhs)
+    u = params_new - params  # the published step, after rounding
+    solve_error = _norm(curvature.apply_matrix(cache, u) - rhs)
+    drift = params - cache.params_ref
+    n_keep = jnp.sum(keep)
+    u_norm = _norm(u)
+    reg_term = l2_reg * jnp.abs(n_keep - cache.num_ref) * u_norm
+    # Floating point: M is the computed factor's product, not the exact Hessian at w_ref; the Gram and
+    # Cholesky rounding is at most ~(n + p) eps ||H_ref|| (Higham, Thm. 10.3), charged on ||u||.
+    curv_max = {"logistic": 0.25, "softmax": 0.5, "squared": 1.0}[loss_.name]
+    x_norm_sq = jnp.where(jnp.isfinite(data_norm), data_norm**2, cache.num_ref * max_row_norm**2)
+    h_norm = curv_max * x_norm_sq + l2_reg * cache.num_ref
+    eps = jnp.finfo(X.dtype).eps
+    margin = 8.0 * (X.shape[0] + params.size) * eps * h_norm * u_norm
+    nan = jnp.asarray(jnp.nan, X.dtype)
+    if bound == "worst-case":
+        # ||x_i|| <= rho, ||a_i|| <= rho ||w - w_ref||, ||delta_i|| <= rho ||u||.
+        a, dl = max_row_norm * _norm(drift), max_row_norm * u_norm
+        taylor = 0.5 * gamma * max_row_norm * n_keep * dl * dl
+        stale = gamma * max_row_norm * n_keep * (a + 0.5 * dl) * dl
+        return CachedRemoval(params_new, cache, solve_error, stale + reg_term + margin, taylor, nan)
+    if bound == "data-dependent":
+        both = X @ jnp.concatenate([u.reshape(u.shape[0], -1), drift.reshape(u.shape[0], -1)], axis=1)
+        k = both.shape[1] // 2
+        dl = jnp.sqrt(jnp.sum(both[:, :k] ** 2, axis=1))
+        a = jnp.sqrt(jnp.sum(both[:, k:] ** 2, axis=1))
+        taylor = 0.5 * gamma * data_norm * jnp.sqrt(jnp.sum(keep * dl**4))
+        stale = gamma * data_norm * jnp.sqrt(jnp.sum(keep * ((a + 0.5 * dl) * dl) ** 2))
+        return CachedRemoval(params_new, cache, solve_error, stale + reg_term + margin, taylor, nan)
+    if bound == "exact":
+        exact = objective.gradient_norm(params_new, X, y, keep, perturbation, loss=loss, l2_reg=l2_reg)
+        return CachedRemoval(params_new, cache, solve_error, jnp.zeros_like(u_norm), jnp.zeros_like(u_norm), exact)
+    raise ValueError(f"bound must be one of {BOUNDS}, got {bound!r}")
 
 
 def worst_case_remainder(step_norm, num_retained, *, gamma, max_row_norm=1.0):

@@ -37,7 +37,7 @@ def _np(a):
 
 def test_ridge_removal_equals_exact_retraining():
     X, y = _data("squared", n=80, d=7)
-    model = cu.fit(X, y, loss="squared", l2_reg=1e-2, sigma=0.5, key=jax.random.key(3))
+    model = cu.fit(X, y, loss="squared", l2_reg=1e-2, sigma=0.5, solver="cholesky", key=jax.random.key(3))
     np.testing.assert_allclose(model.params, ref.ridge_solution(X, y, np.ones(80), _np(model.perturbation), 1e-2), rtol=1e-10)
     for batch in ([5], [0, 9, 31], list(range(40, 52))):
         model, report = cu.remove(model, batch)
@@ -124,15 +124,46 @@ def test_bounds_dominate_the_exact_residual(loss, n, d, log_lam, batch, leverage
     assert float(terms["data-dependent"].remainder) <= float(terms["worst-case"].remainder) * (1 + 1e-9) + 1e-15
 
 
-@pytest.mark.parametrize("update", ["guo", "gradient"])
-def test_spent_residual_dominates_exact_residual_over_a_long_sequence(update):
-    X, y = _data("logistic", n=120, d=6, seed=4)
-    model = cu.fit(X, y, l2_reg=1e-2, sigma=50.0, bound="data-dependent", update=update, key=jax.random.key(0))
+@pytest.mark.parametrize(
+    "loss,update,solver,bound",
+    [
+        ("logistic", "guo", "cholesky", "data-dependent"),
+        ("logistic", "gradient", "cholesky", "data-dependent"),
+        ("logistic", "guo", "cached", "data-dependent"),
+        ("logistic", "guo", "cached", "worst-case"),
+        ("logistic", "gradient", "cached", "data-dependent"),
+        ("softmax", "guo", "cached", "data-dependent"),
+        ("softmax", "guo", "cg", "worst-case"),
+    ],
+)
+def test_spent_residual_dominates_exact_residual_over_a_long_sequence(loss, update, solver, bound):
+    """Over 40 removals (singles and batches, with cache drift and refreshes) beta >= ||r|| always."""
+    X, y = _data(loss, n=120, d=6, seed=4)
+    model = cu.fit(X, y, loss=loss, l2_reg=1e-2, sigma=50.0, bound=bound, update=update, solver=solver,
+                   cache_rows=16, key=jax.random.key(0))
     order = np.random.default_rng(0).permutation(120)[:40]
-    for i in order:
-        model, report = cu.remove(model, int(i))
+    chunks = np.split(order, [10, 12, 15, 20, 21, 30])
+    for chunk in [c for part in chunks for c in (part if len(part) != 2 and len(part) != 3 else [part])]:
+        model, report = cu.remove(model, chunk)
         assert model.ledger.residual_spent >= model.exact_residual() * (1 - 1e-9)
+        assert report.residual_spent <= report.residual_budget
     assert model.n_retained == 80
+
+
+def test_cached_path_tracks_exact_newton_and_retraining():
+    """The stale-curvature step stays close to the exact Newton step, and its bound covers the gap."""
+    X, y = _data("logistic", n=150, d=8, seed=5)
+    kw = dict(l2_reg=1e-2, sigma=10.0, key=jax.random.key(0))
+    exact, cached = cu.fit(X, y, solver="cholesky", **kw), cu.fit(X, y, solver="cached", **kw)
+    for i in range(15):
+        exact, _ = cu.remove(exact, i)
+        cached, report = cu.remove(cached, i)
+    b = np.asarray(cached.perturbation, float)
+    retrained = ref.train(X, y, cached.retained.astype(float), b, 1e-2, "logistic", (8,))
+    w0 = ref.train(X, y, np.ones(150), b, 1e-2, "logistic", (8,))
+    assert np.linalg.norm(_np(cached.params) - retrained) < 0.05 * np.linalg.norm(w0 - retrained)
+    assert np.linalg.norm(_np(cached.params) - _np(exact.params)) < 0.05 * np.linalg.norm(w0 - retrained)
+    assert cached.ledger.residual_spent >= cached.exact_residual()
 
 
 def test_spectral_norm_upper_bound_is_an_upper_bound_and_tight():

@@ -1,0 +1,38 @@
+"""Time per removal vs the time to retrain from scratch, as the training set grows (Guo Sec. 4).
+
+Binary pullover vs coat on Fashion-MNIST, logistic loss, l2_reg = 1e-3, sigma = 1, for growing
+subsamples n_train, with the three Newton solvers of the library ("cached": a kept Cholesky factor,
+downdated per removal and used to precondition CG; "cholesky": the Hessian rebuilt and factorised per
+removal, O(n d^2); "cg": matrix-free conjugate gradients). Each seed removes ``num_removals`` rows one at
+a time and retrains from scratch at the last step (``timing_repeats = 2``: the faster of two fits, so
+compilation is not counted). The figure takes the median removal time over steps 2.. (step 1 may
+compile) and compares it with that retrain time. Timings depend on the machine and its load; the
+manifest records the host.
+
+Run:    certunlearn sweep experiments/configs/timing.py --out results/timing
+Smoke:  certunlearn sweep experiments/configs/timing.py:smoke --out results-smoke/timing
+Figure: python paper_figures/fig_timing.py results/timing figures/
+"""
+
+from certunlearn.runner import default_config
+
+N_TRAIN = (1000, 2000, 4000, 8000, 12000)
+SOLVERS = ("cached", "cholesky", "cg")
+
+
+def get_config(variant: str = "full"):
+    """The family's base config; ``variant="smoke"`` is the CPU-sized version (digits, two sizes)."""
+    common = dict(family="timing", sigma=1.0, num_removals=10, checkpoint_every=0, timing_repeats=2)
+    if variant == "smoke":
+        return default_config(dataset="digits", classes=(3, 8), l2_reg=1e-2, seeds=(0, 1),
+                              **{**common, "num_removals": 4})
+    if variant != "full":
+        raise ValueError(f'variant must be "full" or "smoke", got {variant!r}')
+    return default_config(dataset="fashion-mnist", classes=(2, 4), l2_reg=1e-3, seeds=(0, 1, 2), **common)
+
+
+def sweep(variant: str = "full"):
+    """The grid: every subsample size with every solver."""
+    if variant == "smoke":
+        return [{"n_train": n, "solver": s} for n in (150, 285) for s in ("cached", "cholesky")]
+    return [{"n_train": n, "solver": s} for n in N_TRAIN for s in SOLVERS]
