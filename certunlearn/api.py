@@ -45,7 +45,8 @@ __all__ = [
 ON_EXHAUSTED = ("retrain", "raise")
 DTYPES = ("float32", "float64")
 _ROW_NORM_SLACK = 1e-6  # Rounding slack on ||x_i|| <= 1; the bounds use the actual max row norm.
-_DENSE_LIMIT = 2048  # solver="auto": the cached factorisation up to this many parameters, CG above.
+_DENSE_LIMIT = 2048  # solver="auto": dense factorisations up to this many parameters, CG above.
+_CHEAP_EXACT_FLOPS = 5e8  # solver="auto": rebuild the exact Hessian per removal below n p^2 = this.
 
 
 class CertificationError(RuntimeError):
@@ -167,6 +168,8 @@ class _Config:
     cache_rows: int = 128
     refresh_iters: int = 4
     refresh_ratio: float = 10.0
+    cg_preconditioner: str = "auto"
+    preconditioner_rows: int = 2048
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -402,6 +405,7 @@ def fit(
     cg_rtol: float = 1e-10,
     cg_maxiter: int | None = None,
     cache_rows: int = 128,
+    cg_preconditioner: str = "auto",
 ) -> CertifiedModel:
     """Trains a certified model: the minimiser of the perturbed objective ``L_b`` (sum convention).
 
@@ -434,6 +438,9 @@ def fit(
       cg_rtol, cg_maxiter: tolerance and cap of CG solves (the solve error is charged to the budget;
         a solve that does not converge is never certified).
       cache_rows: removed rows a cached factorisation absorbs before it is rebuilt ("cached" only).
+      cg_preconditioner: for "cg": "subsample" (Cholesky factor of the Hessian on 2048 random retained
+        rows, rescaled; O(p^2) memory), "kronecker" (K-FAC factors, O(d^2 + K^2) memory), "none", or
+        "auto" ("subsample" up to 8192 parameters). Built at the first removal after each (re)training.
 
     Returns:
       A :class:`CertifiedModel`.
@@ -478,8 +485,13 @@ def fit(
     n, d = X64.shape
     _check_row_norms(X64)
     y64, k = _check_y(y, n, loss, num_classes)
+    _choice("cg_preconditioner", cg_preconditioner, ("auto", "subsample", "kronecker", "none"))
+    p = d * (k or 1)
     if solver == "auto":
-        solver = "cached" if d * (k or 1) <= _DENSE_LIMIT else "cg"
+        # Rebuilding the exact Hessian is cheap for small problems and gives the tightest bound.
+        solver = ("cholesky" if n * p * p <= _CHEAP_EXACT_FLOPS else "cached") if p <= _DENSE_LIMIT else "cg"
+    if cg_preconditioner == "auto":
+        cg_preconditioner = "subsample" if p <= 8192 else "kronecker"
     cg_rtol = _positive("cg_rtol", cg_rtol)
     for name, value in (("cg_maxiter", cg_maxiter), ("cache_rows", cache_rows)):
         if value is not None and (not isinstance(value, (int, np.integer)) or value < 1):
@@ -499,7 +511,7 @@ def fit(
     data = _Data(Xd, yd, X64j, y64j, max_row_norm, data_norm)
     config = _Config(
         loss, l2_reg, bound, solver, update, on_exhausted, train_method, tol, int(max_steps), dtype, k,
-        cg_rtol=cg_rtol, cg_maxiter=cg_maxiter, cache_rows=int(cache_rows),
+        cg_rtol=cg_rtol, cg_maxiter=cg_maxiter, cache_rows=int(cache_rows), cg_preconditioner=cg_preconditioner,
     )
 
     shape = (d,) if k is None else (d, k)
@@ -570,6 +582,29 @@ def _check_indices(indices, model: CertifiedModel) -> np.ndarray:
     if uniq.size >= model.n_retained:
         raise ValueError("indices would remove every retained row; at least one must remain")
     return arr
+
+
+def _cg_preconditioner(model: CertifiedModel, keep: np.ndarray):
+    """The preconditioner of the "cg" path, built at the current parameters from a row subsample."""
+    cfg, data = model.config, model._data
+    if cfg.cg_preconditioner == "none":
+        return None
+    retained = np.flatnonzero(keep)
+    rng = np.random.default_rng(int(jax.random.randint(model.key, (), 0, 2**31 - 1)))
+    # A fixed subsample size (padded with weight-0 rows) so that rebuilding never recompiles.
+    size = min(cfg.preconditioner_rows, keep.size)
+    real = min(size, retained.size)
+    sub = np.zeros(size, np.int64)
+    sub[:real] = rng.choice(retained, size=real, replace=False)
+    scale = retained.size / real
+    weights = jnp.asarray(np.where(np.arange(size) < real, scale, 0.0), cfg.dtype)
+    X_sub, y_sub = data.X[sub], data.y[sub]
+    if cfg.cg_preconditioner == "kronecker":
+        return curvature.kronecker_preconditioner(
+            model.params, X_sub, weights / scale, scale, cfg.l2_reg * retained.size, loss=cfg.loss
+        )
+    # The Hessian of the subsample with weights n/n_s (so its regulariser is lambda n), factorised.
+    return curvature.build_cache(model.params, X_sub, y_sub, weights, cfg.l2_reg, loss=cfg.loss, capacity=1)
 
 
 def _cache_columns(model: CertifiedModel) -> int:
@@ -697,11 +732,14 @@ def remove(model: CertifiedModel, indices) -> tuple[CertifiedModel, RemovalRepor
         if use_cache:
             step, cache, cache_stale = _cached_step_pcg(model, step_args, need)
         else:
+            if cfg.solver == "cg":
+                cache = model._cache if model._cache is not None else _cg_preconditioner(model, keep)
             step = removal.newton_step(
                 *step_args,
                 model.perturbation,
                 cfg.l2_reg,
                 cfg.cg_rtol,
+                cache if cfg.solver == "cg" else None,
                 loss=cfg.loss,
                 solver="cg" if cfg.solver == "cg" else "cholesky",
                 update=cfg.update,

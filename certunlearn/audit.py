@@ -23,6 +23,10 @@ Two kinds of check (THEORY.md Sec. 6):
     ``beta``: ``M(D) ~ N(0, sigma^2)`` vs ``M(D') ~ N(beta, sigma^2)`` (the projection on the worst
     direction; every other direction carries no information), ``sigma`` from
     :mod:`certunlearn.calibration`. ``sigma_scale=0.5`` builds a deliberately mis-calibrated mechanism.
+    What N can see: at ``delta = 1e-5`` no epsilon lets N = 1000 samples flag sigma/2 (its expected
+    ``epsilon_lb`` stays below the certified epsilon: 0.57 vs 1 at epsilon = 1, 1.5 vs 2 at epsilon = 2);
+    N ~ 1e5 flags it at epsilon = 1 (1-D samples are free), and N = 1000 suffices from
+    ``delta ~ 1e-2`` (epsilon = 2) or ``delta = 0.05`` (epsilon = 1).
   - :func:`audit_end_to_end`: over ``N`` noise seeds, train the certified model on ``D`` and remove one row
     ``x`` with a Newton step (retraining with fresh noise when the step would exceed the budget, as
     :func:`certunlearn.remove` does), versus retraining on ``D \\ {x}`` with fresh noise. The default
@@ -291,9 +295,9 @@ class ShadowModels(NamedTuple):
 
 
 def _solver_for(shape) -> str:
-    # Dense Hessians cost O(n p^2) per Newton step and vmapped seeds multiply it; above a few hundred
-    # parameters (softmax on digits: 640) Newton-CG on Hessian-vector products is much faster on CPU.
-    return "cholesky" if int(np.prod(shape)) <= 256 else "cg"
+    # Dense Hessians cost O(n p^2) per Newton step (O(K^2 n d^2) blockwise for softmax, slow to compile
+    # under vmap); Newton-CG on Hessian-vector products is much faster on CPU beyond small scalar models.
+    return "cholesky" if len(shape) == 1 and shape[0] <= 256 else "cg"
 
 
 def _batches(total: int, batch_size: int):
@@ -566,8 +570,8 @@ def epsilon_lower_bound(
         the first halves of ``a`` and ``b``, whose second halves then evaluate), over thresholds at the
         selection negatives' order statistics, both signs and both roles; evaluated on independent samples,
         each Clopper-Pearson bound at ``alpha / 2``. "union": every threshold of the data-independent grid
-        ``thresholds`` (all signs and roles) is evaluated on all of ``a``, ``b`` with each bound at
-        ``alpha / (8 T)``; the best is reported.
+        ``thresholds`` (applied to ``sign * score`` for both signs, and both roles) is evaluated on all
+        of ``a``, ``b`` with each bound at ``alpha / (8 T)``; the best is reported.
 
     Returns:
       :class:`ThresholdTest`.
@@ -780,85 +784,106 @@ def audit_calibrator(
 
 
 class _SeedOutputs(NamedTuple):
-    published: jax.Array  # the unlearning mechanism's output
-    reference: jax.Array  # retrain on D' with fresh noise
-    within_budget: jax.Array
-    residual_spent: jax.Array  # beta of the published Newton model (r0 + step bound, or the exact residual)
-    exact_residual: jax.Array  # ||grad L_b(published; D')||
-    converged: jax.Array
+    published: np.ndarray  # the unlearning mechanism's output, per seed
+    reference: np.ndarray  # retrain on D' with fresh noise
+    within_budget: np.ndarray  # the Newton step was published (else the mechanism retrained)
+    residual_spent: np.ndarray  # beta of the Newton candidate (r0 + step bound, or the exact residual)
+    exact_residual: np.ndarray  # ||grad L_b(candidate; D')||
+    converged: np.ndarray  # every training of this seed converged
 
 
-@functools.partial(
-    jax.jit, static_argnames=("loss", "shape", "update", "bound", "removal_method", "max_steps", "solver")
-)
-def _end_to_end_batch(
-    keys_model, keys_reference, X, y, keep, removed, l2_reg, sigma, tol, data_norm, max_row_norm, budget, *,
-    loss, shape, update, bound, removal_method, max_steps, solver,
+@functools.partial(jax.jit, static_argnames=("loss", "shape", "update", "bound", "removal_method", "solver"))
+def _removal_batch(
+    noise_keys, params, X, y, keep, removed, l2_reg, sigma, data_norm, max_row_norm, *,
+    loss, shape, update, bound, removal_method, solver,
 ):
+    """Vmapped Newton removal of the rows ``removed`` and its spent residual ``beta`` (as ``api.remove``)."""
     full = jnp.ones_like(keep)
     gamma = get_loss(loss).gamma
     kw = dict(loss=loss, l2_reg=l2_reg)
 
-    def fit(mask, b):
-        return train.fit_params(
-            jnp.zeros(shape, jnp.float64), X, y, mask, b, l2_reg, tol, loss=loss, method="newton", solver=solver,
-            max_steps=max_steps,
-        )
-
-    def one(key_model, key_reference):
-        # The noise of api.fit(key=key_model): ``key, sub = split(key)``, ``b = sigma * normal(sub)``.
-        _, sub = jax.random.split(key_model)
-        b = sigma * jax.random.normal(sub, shape, jnp.float64)
-        trained = fit(full, b)
-        w = trained.params
-        r0 = objective.gradient_norm(w, X, y, full, b, **kw)
-        if removal_method == "newton":
-            w_new, _ = newton_removal_step(w, X, y, keep, removed, b, l2_reg, loss=loss, update=update, solver=solver)
-            u = w_new - w
-            rhs = (objective.removed_gradient(w, X, y, removed, **kw) if update == "guo"
-                   else -objective.gradient(w, X, y, keep, b, **kw))
-            hu = hessian.glm_hvp(w, X, y, keep, u, **kw)
-            solve_error = jnp.sqrt(jnp.sum((hu - rhs) ** 2))
-            exact = objective.gradient_norm(w_new, X, y, keep, b, **kw)
-            if bound == "exact":
-                spent = exact
-            else:
-                if bound == "data-dependent":
-                    remainder = removal_lib.data_dependent_remainder(X, keep, u, gamma=gamma, data_norm=data_norm)
-                else:
-                    remainder = removal_lib.worst_case_remainder(
-                        jnp.sqrt(jnp.sum(u * u)), jnp.sum(keep), gamma=gamma, max_row_norm=max_row_norm
-                    )
-                spent = solve_error + remainder + (r0 if update == "guo" else 0.0)
-            ok = trained.converged & jnp.all(jnp.isfinite(w_new)) & (spent <= budget)
-        else:
+    def one(noise_key, w):
+        b = sigma * jax.random.normal(noise_key, shape, jnp.float64)
+        if removal_method == "none":
             # Publishing w unchanged needs the whole residual ||grad L_b(w; D')|| to be certified.
             exact = objective.gradient_norm(w, X, y, keep, b, **kw)
-            w_new, spent, ok = w, exact, trained.converged
-        _, sub_ref = jax.random.split(key_reference)
-        b_ref = sigma * jax.random.normal(sub_ref, shape, jnp.float64)
-        ref = fit(keep, b_ref)
-        return _SeedOutputs(w_new, ref.params, ok, spent, exact, trained.converged & ref.converged)
+            return w, exact, exact
+        r0 = objective.gradient_norm(w, X, y, full, b, **kw)
+        w_new, _ = newton_removal_step(w, X, y, keep, removed, b, l2_reg, loss=loss, update=update, solver=solver)
+        u = w_new - w
+        rhs = (objective.removed_gradient(w, X, y, removed, **kw) if update == "guo"
+               else -objective.gradient(w, X, y, keep, b, **kw))
+        solve_error = jnp.sqrt(jnp.sum((hessian.glm_hvp(w, X, y, keep, u, **kw) - rhs) ** 2))
+        exact = objective.gradient_norm(w_new, X, y, keep, b, **kw)
+        if bound == "exact":
+            return w_new, exact, exact
+        if bound == "data-dependent":
+            remainder = removal_lib.data_dependent_remainder(X, keep, u, gamma=gamma, data_norm=data_norm)
+        else:
+            remainder = removal_lib.worst_case_remainder(
+                jnp.sqrt(jnp.sum(u * u)), jnp.sum(keep), gamma=gamma, max_row_norm=max_row_norm
+            )
+        spent = solve_error + remainder + (r0 if update == "guo" else 0.0)  # accumulate vs replace
+        return w_new, jnp.where(jnp.all(jnp.isfinite(w_new)), spent, jnp.inf), exact
 
-    return jax.vmap(one)(keys_model, keys_reference)
+    return jax.vmap(one)(noise_keys, params)
 
 
-@functools.partial(jax.jit, static_argnames=("loss", "shape", "max_steps", "solver"))
-def _fallback_batch(keys_model, X, y, keep, l2_reg, sigma, tol, *, loss, shape, max_steps, solver):
-    """The retrain :func:`certunlearn.remove` serves when the budget would overflow: fresh noise from the
-    model's next key (``key, _ = split(key_model)``, then ``split(key)`` again, as ``api._train`` does)."""
+def _split_keys(keys):
+    """``(next_key, sub) = jax.random.split(key)`` per key, as ``api._train`` consumes its key."""
+    pairs = jax.vmap(jax.random.split)(keys)
+    return pairs[:, 0], pairs[:, 1]
 
-    def one(key_model):
-        next_key, _ = jax.random.split(key_model)
-        _, sub = jax.random.split(next_key)
-        b = sigma * jax.random.normal(sub, shape, jnp.float64)
-        res = train.fit_params(
-            jnp.zeros(shape, jnp.float64), X, y, keep, b, l2_reg, tol, loss=loss, method="newton", solver=solver,
-            max_steps=max_steps,
+
+def _fit_many(noise_keys, mask, X, y, l2_reg, sigma, tol, *, loss, shape, solver, max_steps, batch):
+    """Fits ``L_b`` on the rows ``mask`` for ``b = sigma * normal(noise_key)``, one model per key, batched."""
+    total = noise_keys.shape[0]
+    masks = jnp.broadcast_to(jnp.asarray(mask, jnp.float64), (batch, mask.shape[0]))
+    params, conv = [], []
+    for lo, hi in _batches(total, batch):
+        p, c = _fit_batch(
+            _pad(noise_keys[lo:hi], batch), masks, X, y, l2_reg, sigma, tol, loss=loss, solver=solver,
+            max_steps=max_steps, shape=shape,
         )
-        return res.params, res.converged
+        params.append(np.asarray(p)[: hi - lo])
+        conv.append(np.asarray(c)[: hi - lo])
+    return np.concatenate(params), np.concatenate(conv)
 
-    return jax.vmap(one)(keys_model)
+
+def _run_seeds(
+    keys_model, keys_reference, X, y, keep, removed, *, l2_reg, sigma, tol, data_norm, max_row_norm, budget,
+    loss, shape, update, bound, removal_method, solver, max_steps, batch,
+) -> _SeedOutputs:
+    """The mechanism and the reference for every seed (vmapped in batches; one compilation per kernel).
+
+    Seed ``i``: ``api.fit(key=keys_model[i])`` then ``api.remove`` of ``removed`` (Newton step if its
+    ``beta`` is within ``budget``, else a retrain with the model's next key); reference: a fit on ``keep``
+    with noise from ``keys_reference[i]``.
+    """
+    fit_kw = dict(loss=loss, shape=shape, solver=solver, max_steps=max_steps, batch=batch)
+    full = np.ones(X.shape[0])
+    next_keys, noise_keys = _split_keys(keys_model)
+    trained, trained_ok = _fit_many(noise_keys, full, X, y, l2_reg, sigma, tol, **fit_kw)
+    _, ref_keys = _split_keys(keys_reference)
+    reference, reference_ok = _fit_many(ref_keys, keep, X, y, l2_reg, sigma, tol, **fit_kw)
+    parts = []
+    for lo, hi in _batches(keys_model.shape[0], batch):
+        out = _removal_batch(
+            _pad(noise_keys[lo:hi], batch), _pad(jnp.asarray(trained[lo:hi]), batch), X, y, keep, removed, l2_reg,
+            sigma, data_norm, max_row_norm, loss=loss, shape=shape, update=update, bound=bound,
+            removal_method=removal_method, solver=solver,
+        )
+        parts.append([np.asarray(a)[: hi - lo] for a in out])
+    published, spent, exact = (np.concatenate(p) for p in zip(*parts))
+    within = trained_ok & (spent <= budget) if removal_method == "newton" else trained_ok
+    converged = trained_ok & reference_ok
+    over = np.flatnonzero(~within)
+    if over.size:
+        _, fallback_keys = _split_keys(next_keys[jnp.asarray(over)])
+        refit, refit_ok = _fit_many(fallback_keys, keep, X, y, l2_reg, sigma, tol, **fit_kw)
+        published[over] = refit
+        converged[over] &= refit_ok
+    return _SeedOutputs(published, reference, within, spent, exact, converged)
 
 
 def _statistic(params, X, y, keep, l2_reg, loss, distinguisher):
@@ -913,8 +938,10 @@ def audit_end_to_end(
     """End-to-end audit of removing row ``index``: certified fit + Newton removal vs retrain (fresh noise).
 
     For each of ``num_seeds`` seeds ``k_i``: ``b_i ~ N(0, sigma^2 I)`` drawn exactly as
-    ``certunlearn.fit(X, y, key=k_i)`` draws it; ``w_i`` fits ``L_{b_i}`` on ``D`` (Newton-Cholesky, as
-    ``fit``); the Newton step removes ``index`` (Guo's update or the gradient update), its residual is
+    ``certunlearn.fit(X, y, key=k_i)`` draws it; ``w_i`` fits ``L_{b_i}`` on ``D`` to ``tol`` (Newton with
+    Cholesky for scalar losses up to 256 parameters, Newton-CG otherwise: the same minimiser up to ``tol``);
+    the Newton step removes ``index`` (Guo's update or the gradient update; exact Cholesky or CG solve, the
+    solve error is charged as in ``remove``), its residual is
     bounded with ``bound`` and, if the spent residual ``beta_i`` would exceed the budget (or anything did not
     converge), the published model is a retrain on ``D'`` with fresh noise, as :func:`certunlearn.remove`
     does. The reference is a retrain on ``D'`` with independent noise ``b'_i``. Everything is vmapped over
@@ -982,29 +1009,15 @@ def audit_end_to_end(
     k_model, k_ref = jax.random.split(root)
     keys_model = jax.random.split(k_model, num_seeds)
     keys_ref = jax.random.split(k_ref, num_seeds)
-    batch = min(num_seeds, batch_size or _default_batch(shape))
-    static = dict(loss=loss, shape=shape, max_steps=int(max_steps), solver=solver)
-    outs = []
-    for lo, hi in _batches(num_seeds, batch):
-        out = _end_to_end_batch(
-            _pad(keys_model[lo:hi], batch), _pad(keys_ref[lo:hi], batch), Xj, yj, keep, removed, l2_reg,
-            cal.sigma, tol, data_norm, max_row_norm, cal.residual_budget, update=update, bound=bound,
-            removal_method=removal, **static,
-        )
-        outs.append(jax.tree.map(lambda a: np.asarray(a)[: hi - lo], out))
-    out = jax.tree.map(lambda *parts: np.concatenate(parts), *outs)
+    # An explicit batch_size is kept even above num_seeds (padded), so runs of any size share a compilation.
+    batch = int(batch_size) if batch_size else min(num_seeds, _default_batch(shape))
+    out = _run_seeds(
+        keys_model, keys_ref, Xj, yj, keep, removed, l2_reg=l2_reg, sigma=cal.sigma, tol=tol, data_norm=data_norm,
+        max_row_norm=max_row_norm, budget=cal.residual_budget, loss=loss, shape=shape, update=update, bound=bound,
+        removal_method=removal, solver=solver, max_steps=int(max_steps), batch=batch,
+    )
+    published = out.published
     t_pipeline = time.perf_counter() - start
-
-    published = np.array(out.published)
-    over = np.flatnonzero(~out.within_budget)
-    fallback_converged = True
-    if over.size:
-        fb_batch = min(batch, max(1, over.size))
-        for lo, hi in _batches(over.size, fb_batch):
-            sel = jnp.asarray(over[lo:hi])
-            p, c = _fallback_batch(_pad(keys_model[sel], fb_batch), Xj, yj, keep, l2_reg, cal.sigma, tol, **static)
-            published[over[lo:hi]] = np.asarray(p)[: hi - lo]
-            fallback_converged &= bool(np.all(np.asarray(c)[: hi - lo]))
 
     stat_pub = _statistic(published, Xj, yj, keep, l2_reg, loss, distinguisher)
     stat_ref = _statistic(out.reference, Xj, yj, keep, l2_reg, loss, distinguisher)
@@ -1016,8 +1029,7 @@ def audit_end_to_end(
     test = epsilon_lower_bound(
         s_pub[half:], s_ref[half:], delta=cal.delta, alpha=alpha, select_a=s_pub[:half], select_b=s_ref[:half]
     )
-    published_ok = out.within_budget
-    max_spent = float(np.max(out.residual_spent[published_ok])) if published_ok.any() else math.nan
+    max_spent = float(np.max(out.residual_spent[out.within_budget])) if out.within_budget.any() else math.nan
     details = dict(
         index=int(index),
         n_train=int(n),
@@ -1028,11 +1040,11 @@ def audit_end_to_end(
         update=update,
         calibration=cal.calibration,
         residual_budget=cal.residual_budget,
-        retrained_fraction=float(over.size / num_seeds),
+        retrained_fraction=float(np.mean(~out.within_budget)),
         max_residual_spent=max_spent,
         max_epsilon_spent=cal.epsilon_spent(max_spent) if math.isfinite(max_spent) else math.nan,
         mean_exact_residual=float(np.mean(out.exact_residual)),
-        all_converged=bool(np.all(out.converged)) and fallback_converged,
+        all_converged=bool(np.all(out.converged)),
         pipeline_seconds=t_pipeline,
         batch_size=int(batch),
     )
@@ -1075,7 +1087,7 @@ AUDIT_CONFIG_DEFAULTS: dict[str, Any] = {
     "n_train": None,
     "data_seed": 0,
     "loss": "logistic",
-    "l2_reg": 1e-3,
+    "l2_reg": 1e-2,  # at 1e-3 the default row's data-dependent bound (~0.14) exceeds the budget: all retrain
     "sigma": None,
     "residual_budget": 0.05,
     "bound": "data-dependent",
@@ -1125,8 +1137,8 @@ def run_audit(config: Mapping[str, Any] | None = None, **overrides) -> dict[str,
         for i, scale in enumerate(cfg["calibrator_sigma_scales"]):
             r = audit_calibrator(
                 epsilon=cfg["epsilon"], delta=cfg["delta"], residual_budget=cfg["calibrator_residual_budget"],
-                calibration=cfg["calibration"], sigma_scale=float(scale), num_samples=int(cfg["calibrator_num_samples"]),
-                alpha=cfg["alpha"], selection=cfg["calibrator_selection"], key=jax.random.fold_in(k_cal, i),
+                calibration=cfg["calibration"], sigma_scale=float(scale),
+                num_samples=int(cfg["calibrator_num_samples"]), alpha=cfg["alpha"], selection=cfg["calibrator_selection"], key=jax.random.fold_in(k_cal, i),
             )
             result["calibrator"].append(r.as_dict())
     if "end_to_end" in kinds:

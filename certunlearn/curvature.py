@@ -36,7 +36,17 @@ from certunlearn.losses import get_loss
 
 Array = jax.Array
 
-__all__ = ["CurvatureCache", "build_cache", "downdate", "apply_inverse", "apply_matrix", "columns_per_row"]
+__all__ = [
+    "CurvatureCache",
+    "KroneckerPreconditioner",
+    "apply_inverse",
+    "apply_kronecker_inverse",
+    "apply_matrix",
+    "build_cache",
+    "columns_per_row",
+    "downdate",
+    "kronecker_preconditioner",
+]
 
 
 class CurvatureCache(NamedTuple):
@@ -137,3 +147,54 @@ def apply_matrix(cache: CurvatureCache, v):
     flat = v.reshape(-1)
     out = cache.factor @ (cache.factor.T @ flat) - cache.cols @ (cache.cols.T @ flat)
     return out.reshape(v.shape)
+
+
+class KroneckerPreconditioner(NamedTuple):
+    """``M = c (G (x) A_bar) + lambda n I``, inverted exactly through two eigendecompositions. A pytree.
+
+    ``G = X_s^T X_s * (n / n_s)`` is the (subsampled, rescaled) Gram matrix and ``A_bar`` the mean loss
+    curvature ``A(z_i)`` over the subsample (a scalar for binary losses): the Kronecker-factored
+    approximation ``sum_i x_i x_i^T (x) A_i ~ G (x) A_bar`` of K-FAC (Martens & Grosse, 2015). Built once
+    in ``O(n_s d^2 + d^3 + K^3)``; applied in ``O(d^2 K + d K^2)``. Any SPD ``M`` is a valid preconditioner,
+    so staleness slows conjugate gradients but never changes the solution or its certificate.
+    """
+
+    gram_vectors: Array  # (d, d)
+    gram_values: Array  # (d,)
+    curv_vectors: Array  # (K, K) (1 x 1 for scalar losses)
+    curv_values: Array  # (K,)
+    shift: Array  # lambda * n
+
+
+@functools.partial(jax.jit, static_argnames=("loss",))
+def kronecker_preconditioner(params, X_sub, weights_sub, scale, shift, *, loss: str) -> KroneckerPreconditioner:
+    """Builds :class:`KroneckerPreconditioner` from a row subsample.
+
+    Args:
+      params: current parameters. X_sub, weights_sub: subsampled rows and their 0/1 weights.
+      scale: ``n / n_s`` (retained rows over retained subsample rows). shift: ``lambda n``.
+    """
+    loss_ = get_loss(loss)
+    z = X_sub @ params
+    gram = scale * (X_sub * weights_sub[:, None]).T @ X_sub
+    if loss_.multiclass:
+        k = z.shape[1]
+        eye = jnp.eye(k, dtype=z.dtype)
+        curv = jax.vmap(lambda e: loss_.curvature_vp(z, jnp.broadcast_to(e, z.shape)))(eye)  # (K, n, K)
+        curv = jnp.einsum("lnk,n->kl", curv, weights_sub) / jnp.maximum(jnp.sum(weights_sub), 1.0)
+    else:
+        curv = (jnp.sum(weights_sub * loss_.curvature_diag(z)) / jnp.maximum(jnp.sum(weights_sub), 1.0))[None, None]
+    gram_values, gram_vectors = jnp.linalg.eigh(0.5 * (gram + gram.T))
+    curv_values, curv_vectors = jnp.linalg.eigh(0.5 * (curv + curv.T))
+    return KroneckerPreconditioner(
+        gram_vectors, jnp.maximum(gram_values, 0.0), curv_vectors, jnp.maximum(curv_values, 0.0), shift
+    )
+
+
+def apply_kronecker_inverse(pre: KroneckerPreconditioner, v):
+    """``M^{-1} v`` for ``v`` of shape (d,) or (d, K)."""
+    mat = v if v.ndim == 2 else v[:, None]
+    rotated = pre.gram_vectors.T @ mat @ pre.curv_vectors
+    rotated = rotated / (pre.gram_values[:, None] * pre.curv_values[None, :] + pre.shift)
+    out = pre.gram_vectors @ rotated @ pre.curv_vectors.T
+    return out if v.ndim == 2 else out[:, 0]

@@ -156,7 +156,7 @@ def _device() -> str:
     return f"{d.platform}:{getattr(d, 'device_kind', d.platform)} x{jax.device_count()}"
 
 
-def _plot(records: list[dict[str, Any]], config: dict[str, Any]) -> bytes:
+def _plot(records: list[dict[str, Any]], config: dict[str, Any], acc_initial: float) -> bytes:
     """The two-panel demo figure as PNG bytes (Agg canvas; no pyplot global state)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -179,8 +179,8 @@ def _plot(records: list[dict[str, Any]], config: dict[str, Any]) -> bytes:
     ax1.set_ylim(0, 1.3 * budget if math.isfinite(budget) and budget > 0 else None)
     ax1.legend(loc="upper center", ncol=3, fontsize=8)
 
-    acc = np.array([r["acc_unlearned"] for r in records], dtype=float)
-    ax2.plot(steps, acc, color="C0", label="unlearned (Newton removal)")
+    acc = np.array([acc_initial] + [r["acc_unlearned"] for r in records], dtype=float)
+    ax2.plot(np.concatenate([[0], steps]), acc, color="C0", label="unlearned (Newton removal)")
     ax2.plot([r["step"] for r in checkpoints], [r["acc_retrained"] for r in checkpoints], "o",
              color="C1", mfc="none", label="retrained from scratch")
     ax2.set(xlabel="removals", ylabel="test accuracy", title="Test accuracy")
@@ -418,7 +418,7 @@ def run_demo(
     summary_wall = time.perf_counter() - wall_start
     results["summary"]["wall_seconds"] = summary_wall
     _atomic_write(out / "results.json", (json.dumps(results, indent=1, allow_nan=False) + "\n").encode())
-    _atomic_write(out / "demo.png", _plot(results["records"], results["config"]))
+    _atomic_write(out / "demo.png", _plot(results["records"], results["config"], acc_initial))
 
     cert = model.certificate()
     print(

@@ -468,7 +468,7 @@ def unlearn(
     out = run()
     new_params = jax.block_until_ready(out[0])
     seconds = time.perf_counter() - start
-    w_new, n_steps, hvps, dense, new_model, report = out
+    _, n_steps, hvps, dense, new_model, report = out
     return UnlearnResult(
         method=method,
         params=jnp.asarray(new_params),
@@ -509,7 +509,10 @@ def compare_methods(
     X, y = model._data.X64, model._data.y64
     rows = []
     for method in methods:
-        result = reference if method == "retrain" else unlearn(method, model, forget_idx=forget_idx, warmup=warmup, **kwargs)
+        if method == "retrain":
+            result = reference
+        else:
+            result = unlearn(method, model, forget_idx=forget_idx, warmup=warmup, **kwargs)
         b = result.model.perturbation if result.model is not None else model.perturbation
         metrics = unlearning_metrics(
             result.params, reference.params, X, y, forget_idx, X_test, y_test, loss=model.config.loss,

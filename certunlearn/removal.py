@@ -117,6 +117,7 @@ def newton_step(
     perturbation,
     l2_reg,
     cg_rtol=1e-10,
+    preconditioner: curvature.KroneckerPreconditioner | curvature.CurvatureCache | None = None,
     *,
     loss: str,
     solver: str = "cholesky",
@@ -134,6 +135,8 @@ def newton_step(
       perturbation: the noise ``b`` of the current training run.
       l2_reg: ``lambda``.
       cg_rtol: relative tolerance of conjugate gradients.
+      preconditioner: for "cg", optional: a :class:`~certunlearn.curvature.KroneckerPreconditioner` or a
+        :class:`~certunlearn.curvature.CurvatureCache` (e.g. of a subsample's Hessian) whose inverse is used.
       loss: loss name. solver: "cholesky" (dense Hessian) or "cg" (Hessian-vector products).
       update: "guo" or "gradient".
       cg_maxiter: CG iteration cap (default ``10 p``).
@@ -148,7 +151,12 @@ def newton_step(
         u = result.x.reshape(params.shape)
     elif solver == "cg":
         matvec = lambda v: hessian.glm_hvp(params, X, y, keep, v, loss=loss, l2_reg=l2_reg)
-        result = solvers.conjugate_gradient(matvec, rhs, rtol=cg_rtol, maxiter=cg_maxiter)
+        precond = None
+        if isinstance(preconditioner, curvature.KroneckerPreconditioner):
+            precond = lambda v: curvature.apply_kronecker_inverse(preconditioner, v)
+        elif preconditioner is not None:
+            precond = lambda v: curvature.apply_inverse(preconditioner, v)
+        result = solvers.conjugate_gradient(matvec, rhs, rtol=cg_rtol, maxiter=cg_maxiter, preconditioner=precond)
         u = result.x
     else:
         raise ValueError(f"newton_step solver must be 'cholesky' or 'cg', got {solver!r}")

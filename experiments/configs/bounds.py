@@ -27,7 +27,7 @@ def get_config(variant: str = "full"):
                               seeds=(0, 1), **common)
     if variant != "full":
         raise ValueError(f'variant must be "full" or "smoke", got {variant!r}')
-    return default_config(dataset="fashion-mnist", classes=(2, 4), l2_reg=1e-3, num_removals=300,
+    return default_config(dataset="fashion-mnist", classes=(2, 4), l2_reg=1e-3, num_removals=200,
                           seeds=(0, 1, 2), **common)
 
 

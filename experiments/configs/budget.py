@@ -8,7 +8,8 @@ budget), so the number of removals supported at a target (epsilon, calibration) 
 trajectory: the removals made while beta <= budget_for_sigma(sigma, epsilon, delta, calibration)
 (:func:`certunlearn.figures.removals_supported`). The cells run at a large epsilon (guo calibration,
 epsilon = 20: a larger budget than both calibrations give anywhere on the figure's epsilon grid
-0.1..10), so the guo and analytic curves come from the same runs. A count that reaches the end of a
+0.1..10), so the guo and analytic curves come from the same runs; a run stops at its first retrain
+(``stop_at_retrain``), since nothing after it is used. A count that reaches the end of a
 trajectory is a lower bound and is drawn as such. tests/test_figures.py checks this read-off against
 direct runs at the target epsilon.
 
@@ -19,15 +20,16 @@ Figure: python paper_figures/fig_budget.py results/budget figures/
 
 from certunlearn.runner import default_config
 
-#: (l2_reg, num_removals): enough removals to exhaust the budget at epsilon ~ 1-10 where affordable.
-FULL_GRID = ((1e-4, 100), (3e-4, 600), (1e-3, 2000))
+#: (l2_reg, num_removals): removals per run, sized to the 2-core budget (about 15 minutes in all); counts
+#: beyond them are drawn as lower bounds.
+FULL_GRID = ((3e-5, 300), (1e-4, 400), (3e-4, 400), (1e-3, 500))
 SMOKE_GRID = ((1e-2, 40), (3e-2, 40))
 
 
 def get_config(variant: str = "full"):
     """The family's base config; ``variant="smoke"`` is the CPU-sized version (digits 3 vs 8)."""
     common = dict(family="budget", sigma=1.0, epsilon=20.0, calibration="guo", removal_order="random",
-                  checkpoint_every=0)
+                  checkpoint_every=0, stop_at_retrain=True)
     if variant == "smoke":
         return default_config(dataset="digits", classes=(3, 8), sigma=0.1, seeds=(0, 1),
                               **{k: v for k, v in common.items() if k != "sigma"})
