@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import warnings
 from typing import Any
 
 import jax
@@ -480,6 +481,15 @@ def fit(
     calibration_ = calib.calibrate(
         epsilon=epsilon, delta=delta, sigma=sigma, residual_budget=residual_budget, calibration=calibration
     )
+    if calibration_.calibration == "guo" and calib.analytic_delta(
+        calibration_.epsilon, calibration_.sigma, calibration_.residual_budget
+    ) > calibration_.delta * (1 + 1e-9):
+        warnings.warn(
+            f"Guo et al.'s calibration under-noises at epsilon={calibration_.epsilon:g}: its true delta is "
+            f"{calib.analytic_delta(calibration_.epsilon, calibration_.sigma, calibration_.residual_budget):.3g}"
+            f" > {calibration_.delta:g}; use calibration='analytic'",
+            stacklevel=2,
+        )
 
     X64 = _check_X(X)
     n, d = X64.shape

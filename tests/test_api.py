@@ -135,16 +135,18 @@ def test_sequence_of_removals_compiles_once(solver):
     assert [f._cache_size() for f in jitted] == sizes
 
 
-@pytest.mark.parametrize("loss", ["logistic", "softmax"])
-def test_float32_training_and_removal_are_certified_in_float64(loss):
+@pytest.mark.parametrize("loss,solver", [("logistic", "cholesky"), ("logistic", "cached"), ("softmax", "cached"),
+                                         ("softmax", "cg")])
+def test_float32_training_and_removal_are_certified_in_float64(loss, solver):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(200, 10)).astype(np.float32)
     X /= np.linalg.norm(X, axis=1, keepdims=True) * (1 + 1e-6)
     y = np.where(X[:, 0] > 0, 1.0, -1.0) if loss == "logistic" else rng.integers(0, 3, 200)
-    model = cu.fit(X, y, loss=loss, l2_reg=1e-2, sigma=1.0, dtype="float32", key=jax.random.key(0))
+    model = cu.fit(X, y, loss=loss, l2_reg=1e-2, sigma=1.0, dtype="float32", solver=solver, key=jax.random.key(0))
     assert model.params.dtype == np.float32
     for i in range(5):
-        model, report = cu.remove(model, i)
+        model, report = cu.remove(model, [i] if i % 2 else [i, 100 + i])
+        assert report.converged
         assert model.ledger.residual_spent >= model.exact_residual() * (1 - 1e-9)
     assert model.certificate().epsilon <= 1.0
 
@@ -205,3 +207,13 @@ def test_bad_indices_raise_and_leave_model_unchanged():
             cu.remove(model, bad)
     np.testing.assert_array_equal(np.asarray(model.params), params)
     assert model.ledger.removals == 1 and model.n_retained == 39
+
+
+def test_guo_calibration_warns_where_it_under_noises():
+    X, y = _binary(n=40, d=3)
+    with pytest.warns(UserWarning, match="under-noises"):
+        cu.fit(X, y, epsilon=10.0, delta=1e-5, calibration="guo", sigma=1.0)
+    import warnings as w
+    with w.catch_warnings():
+        w.simplefilter("error")
+        cu.fit(X, y, epsilon=1.0, delta=1e-5, calibration="guo", sigma=1.0)
