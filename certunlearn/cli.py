@@ -101,12 +101,81 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------------------------------
+# run, sweep, figures
+
+
+def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="experiment config: a family name (e.g. budget) or a path to "
+                                       "experiments/configs/<family>.py")
+    parser.add_argument("--out", required=True, help="results folder (resumable: finished cells are skipped)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config field, e.g. --set l2_reg=1e-3 (repeatable)")
+    parser.add_argument("--smoke", action="store_true", help="the CPU-sized smoke variant of the config")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from certunlearn import runner
+
+    table = runner.run(args.config, overrides=args.overrides, out=args.out, smoke=args.smoke,
+                       progress=not args.no_progress)
+    print(f"{len(table)} rows -> {args.out}/results.csv")
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from certunlearn import runner
+
+    table = runner.sweep(args.config, out=args.out, smoke=args.smoke, overrides=args.overrides,
+                         progress=not args.no_progress)
+    print(f"{len(table)} rows -> {args.out}/results.csv")
+    return 0
+
+
+def _add_figures_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("results", help="folder holding sweep results (searched recursively)")
+    parser.add_argument("--out", default=None, help="where to write the figures (default: RESULTS/figures)")
+
+
+def _figures(args: argparse.Namespace) -> int:
+    import os
+
+    from certunlearn import figures
+
+    paths = figures.make_all(args.results, args.out or os.path.join(args.results, "figures"))
+    for path in paths:
+        print(path)
+    return 0
+
+
+def _add_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true", help="a few minutes instead of the full tables")
+    parser.add_argument("--out", default="benchmarks/results", help="folder for the tables")
+
+
+def _bench(args: argparse.Namespace) -> int:
+    try:
+        from benchmarks import removal as bench
+    except ImportError:
+        raise FileNotFoundError("the benchmarks live in the repository's benchmarks/ folder: run "
+                                "`certunlearn bench` from a clone of the repository") from None
+    bench.main((["--quick"] if args.quick else []) + ["--out", args.out])
+    return 0
+
+
 SUBCOMMANDS: dict[str, Subcommand] = {
     "demo": Subcommand(
         "remove rows one at a time from a certified model, compare with retraining, plot",
         _add_demo_arguments,
         _demo,
     ),
+    "run": Subcommand("run one experiment config (no grid) into a results folder", _add_config_arguments, _run),
+    "sweep": Subcommand("run an experiment config's whole grid, resumably", _add_config_arguments, _sweep),
+    "figures": Subcommand("rebuild every figure from stored results (never trains)", _add_figures_arguments,
+                          _figures),
+    "bench": Subcommand("removal benchmarks: latency of each path against retraining", _add_bench_arguments,
+                        _bench),
 }
 
 
