@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from certunlearn import calibration as calib
-from certunlearn import curvature, objective, removal, train
+from certunlearn import curvature, distributed, objective, removal, train
 from certunlearn.accounting import Ledger
 from certunlearn.losses import LOSSES, get_loss
 
@@ -149,6 +149,18 @@ class _Data:
     y64: jax.Array
     max_row_norm: float
     data_norm: float  # proven upper bound on ||X||_2 (NaN unless bound == "data-dependent")
+    num_rows: int  # n, the user's rows; X has more (zero rows of weight 0) when sharded over a mesh
+    mesh: Any = None  # the jax.sharding.Mesh whose "data" axis shards the rows, or None (one device)
+
+    def weights(self, mask, dtype) -> jax.Array:
+        """The (n,) retained-row ``mask`` as weights over the stored rows (0 on padding), placed like X."""
+        return distributed.place_weights(mask, num_rows=self.X.shape[0], mesh=self.mesh, dtype=dtype)
+
+    def user_rows64(self) -> tuple[jax.Array, jax.Array]:
+        """``(X64, y64)`` without the padding rows: the n rows the user passed."""
+        if self.X64.shape[0] == self.num_rows:
+            return self.X64, self.y64
+        return self.X64[: self.num_rows], self.y64[: self.num_rows]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -235,7 +247,7 @@ class CertifiedModel:
                 _as64(self.params),
                 d.X64,
                 d.y64,
-                jnp.asarray(self.retained, jnp.float64),
+                d.weights(self.retained, jnp.float64),
                 _as64(self.perturbation),
                 self.config.l2_reg,
                 loss=self.config.loss,
@@ -407,6 +419,7 @@ def fit(
     cg_maxiter: int | None = None,
     cache_rows: int = 128,
     cg_preconditioner: str = "auto",
+    mesh: jax.sharding.Mesh | None = None,
 ) -> CertifiedModel:
     """Trains a certified model: the minimiser of the perturbed objective ``L_b`` (sum convention).
 
@@ -442,6 +455,10 @@ def fit(
       cg_preconditioner: for "cg": "subsample" (Cholesky factor of the Hessian on 2048 random retained
         rows, rescaled; O(p^2) memory), "kronecker" (K-FAC factors, O(d^2 + K^2) memory), "none", or
         "auto" ("subsample" up to 8192 parameters). Built at the first removal after each (re)training.
+      mesh: shard the rows of X, y and the retained-row masks over this mesh's ``"data"`` axis (data
+        parallelism; :func:`certunlearn.distributed.make_data_mesh`). Rows are zero-padded internally to
+        a multiple of the device count, with weight 0; parameters, Hessians and factors are replicated.
+        Default None: one device. See docs/multi_device.md.
 
     Returns:
       A :class:`CertifiedModel`.
@@ -478,6 +495,8 @@ def fit(
     if not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
         raise ValueError(f"max_steps must be an int >= 1, got {max_steps!r}")
     key = _check_key(jax.random.key(0) if key is None else key)
+    if mesh is not None:
+        distributed.check_mesh(mesh)
     calibration_ = calib.calibrate(
         epsilon=epsilon, delta=delta, sigma=sigma, residual_budget=residual_budget, calibration=calibration
     )
@@ -512,13 +531,18 @@ def fit(
     X_seen = np.asarray(X64, dtype).astype(np.float64)
     max_row_norm = max(1.0, float(np.sqrt(np.sum(X_seen * X_seen, axis=1)).max()))
     data_norm = removal.spectral_norm_upper_bound(X_seen) if bound == "data-dependent" else math.nan
+    if mesh is not None:
+        # Zero rows of weight 0 add nothing to any sum, to n or to a bound; max_row_norm and data_norm
+        # above are those of the user's rows.
+        X_seen, y64, _ = distributed.pad_rows(X_seen, y64, distributed.num_shards(mesh))
+    place = lambda a: distributed.place_rows(a, mesh)
     if loss == "softmax":
-        yd = y64j = jnp.asarray(y64, jnp.int32)
+        yd = y64j = place(np.asarray(y64, np.int32))
     else:
-        yd, y64j = jnp.asarray(y64, dtype), jnp.asarray(y64, jnp.float64)
-    X64j = jnp.asarray(X_seen)
-    Xd = X64j if dtype == "float64" else jnp.asarray(X_seen, dtype)
-    data = _Data(Xd, yd, X64j, y64j, max_row_norm, data_norm)
+        yd, y64j = place(np.asarray(y64, dtype)), place(np.asarray(y64, np.float64))
+    X64j = place(X_seen)
+    Xd = X64j if dtype == "float64" else place(np.asarray(X_seen, dtype))
+    data = _Data(Xd, yd, X64j, y64j, max_row_norm, data_norm, n, mesh)
     config = _Config(
         loss, l2_reg, bound, solver, update, on_exhausted, train_method, tol, int(max_steps), dtype, k,
         cg_rtol=cg_rtol, cg_maxiter=cg_maxiter, cache_rows=int(cache_rows), cg_preconditioner=cg_preconditioner,
@@ -536,7 +560,7 @@ def _train(data: _Data, config: _Config, calibration_, key, retained, params0):
     """Draws fresh noise, fits ``L_b`` on the retained rows, and checks the training residual."""
     key, sub = jax.random.split(key)
     b = (calibration_.sigma * jax.random.normal(sub, params0.shape, jnp.float64)).astype(config.dtype)
-    weights = jnp.asarray(retained, config.dtype)
+    weights = data.weights(retained, config.dtype)
     result = train.fit_params(
         params0,
         data.X,
@@ -722,7 +746,7 @@ def remove(model: CertifiedModel, indices) -> tuple[CertifiedModel, RemovalRepor
     rows[: idx.size] = idx
     row_weights = np.zeros(bucket)
     row_weights[: idx.size] = 1.0
-    keep_d = jnp.asarray(keep, cfg.dtype)
+    keep_d = data.weights(keep, cfg.dtype)
     rows_j, row_weights_d = jnp.asarray(rows), jnp.asarray(row_weights, cfg.dtype)
 
     start = time.perf_counter()
@@ -760,7 +784,7 @@ def remove(model: CertifiedModel, indices) -> tuple[CertifiedModel, RemovalRepor
             _as64(step.params),
             data.X64,
             data.y64,
-            jnp.asarray(keep, jnp.float64),
+            data.weights(keep, jnp.float64),
             rows_j,
             jnp.asarray(row_weights),
             _as64(model.perturbation),

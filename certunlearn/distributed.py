@@ -30,8 +30,10 @@ This module imports nothing from certunlearn, so any layer may use it.
 
 from __future__ import annotations
 
+import itertools
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -105,7 +107,9 @@ def check_mesh(mesh) -> Mesh:
       ValueError: naming what is wrong and pointing to :func:`make_data_mesh`.
     """
     if not isinstance(mesh, Mesh):
-        raise ValueError(f"mesh must be a jax.sharding.Mesh (use certunlearn.distributed.make_data_mesh()), got {mesh!r}")
+        raise ValueError(  # noqa: TRY004 (argument errors are ValueErrors here, STYLE.md)
+            f"mesh must be a jax.sharding.Mesh (use certunlearn.distributed.make_data_mesh()), got {mesh!r}"
+        )
     if DATA_AXIS not in mesh.axis_names:
         raise ValueError(f"mesh must have an axis named {DATA_AXIS!r} to shard rows over, got axes {mesh.axis_names}")
     others = {name: size for name, size in mesh.shape.items() if name != DATA_AXIS and size != 1}
@@ -239,7 +243,9 @@ def process_row_block(num_rows: int, mesh: Mesh) -> slice:
         raise ValueError(f"num_rows must be a multiple of {num_shards(mesh)} (pad first), got {num_rows}")
     index_map = row_sharding(mesh).addressable_devices_indices_map((num_rows,))
     starts = sorted({idx[0].indices(num_rows)[:2] for idx in index_map.values()})
-    if any(a[1] != b[0] for a, b in zip(starts, starts[1:])):
+    if not starts:
+        raise ValueError("this process has no device in the mesh; build it with make_data_mesh() over all devices")
+    if any(a[1] != b[0] for a, b in itertools.pairwise(starts)):
         raise ValueError(f"this process's devices hold non-contiguous row blocks {starts}; use make_data_mesh()")
     return slice(starts[0][0], starts[-1][1])
 
@@ -260,9 +266,9 @@ def global_rows(local_data, mesh: Mesh, *, num_rows: int | None = None) -> Array
     return jax.make_array_from_process_local_data(row_sharding(mesh), local_data, shape)
 
 
-def _gram_and_frobenius(X):
+def _gram_and_frobenius(X, *, gram: bool):
     X = X.astype(jnp.float64)
-    return X.T @ X, jnp.sum(X * X)
+    return (X.T @ X if gram else None), jnp.sum(X * X)
 
 
 def spectral_norm_upper_bound(X: Array) -> float:
@@ -272,7 +278,7 @@ def spectral_norm_upper_bound(X: Array) -> float:
     rounding margin: the ``d x d`` Gram matrix ``X^T X`` and ``||X||_F^2`` are summed on the devices in
     float64 (the margin ``4 n eps ||X||_F^2`` covers any order of summation, so also the all-reduce), and
     the largest eigenvalue is computed on the host. Zero padding rows change nothing. Falls back to the
-    Frobenius norm when ``d > 8192``. Needs ``jax_enable_x64``.
+    Frobenius norm, also an upper bound, when ``d > 8192``. Needs ``jax_enable_x64``.
 
     >>> X = jnp.diag(jnp.array([3.0, 4.0]))
     >>> 4.0 <= spectral_norm_upper_bound(X) <= 4.0 * (1 + 1e-9)
@@ -283,16 +289,17 @@ def spectral_norm_upper_bound(X: Array) -> float:
     k = max(n, d)
     sharding = getattr(X, "sharding", None)
     out = replicated_sharding(sharding.mesh) if isinstance(sharding, NamedSharding) else None
-    if d > 8192:
-        frob_sq = float(np.asarray(_first_copy(jax.jit(lambda a: jnp.sum(a.astype(jnp.float64) ** 2), out_shardings=out)(X))))
-        return math.sqrt(frob_sq) * (1 + 4 * k * eps)
-    gram, frob_sq = jax.jit(_gram_and_frobenius, out_shardings=out)(X)
-    gram, frob_sq = np.asarray(_first_copy(gram), np.float64), float(np.asarray(_first_copy(frob_sq)))
-    lam = float(np.linalg.eigvalsh(gram)[-1])
+    use_gram = d <= 8192
+    gram, frob_sq = jax.jit(_gram_and_frobenius, static_argnames="gram", out_shardings=out)(X, gram=use_gram)
+    frob_sq = float(np.asarray(_local_copy(frob_sq)))
+    frobenius_bound = math.sqrt(frob_sq) * (1 + 4 * k * eps)
+    if not use_gram:
+        return frobenius_bound
+    lam = float(np.linalg.eigvalsh(np.asarray(_local_copy(gram), np.float64))[-1])
     margin = 4 * k * eps * frob_sq + 4 * d * eps * abs(lam)
-    return min(math.sqrt(max(lam, 0.0) + margin), math.sqrt(frob_sq) * (1 + 4 * k * eps))
+    return min(math.sqrt(max(lam, 0.0) + margin), frobenius_bound)
 
 
-def _first_copy(a: Array):
+def _local_copy(a: Array):
     """This process's copy of a replicated array (``np.asarray`` refuses arrays spanning several hosts)."""
     return a.addressable_data(0) if hasattr(a, "addressable_data") else a

@@ -328,8 +328,9 @@ def _resolve(model_or_params, X, y, loss, l2_reg, perturbation, retained):
     if isinstance(model_or_params, api.CertifiedModel):
         m = model_or_params
         cfg = m.config
-        X = m._data.X64 if X is None else np.asarray(X, np.float64)
-        y = m._data.y64 if y is None else y
+        X64, y64 = m._data.user_rows64()
+        X = X64 if X is None else np.asarray(X, np.float64)
+        y = y64 if y is None else y
         b = m.perturbation if perturbation is None else perturbation
         keep = m.retained if retained is None else retained
         return (jnp.asarray(m.params, jnp.float64), X, y, cfg.loss, cfg.l2_reg if l2_reg is None else l2_reg,
@@ -506,7 +507,7 @@ def compare_methods(
       "dense_hessians": ..., "retrained": ...}``; distances are to ``unlearn("retrain", ...)``.
     """
     reference = unlearn("retrain", model, forget_idx=forget_idx, warmup=warmup)
-    X, y = model._data.X64, model._data.y64
+    X, y = model._data.user_rows64()
     rows = []
     for method in methods:
         if method == "retrain":

@@ -1,11 +1,18 @@
 """Data parallelism: core functions on rows sharded over 8 CPU devices equal the single-device results.
 
-The pytest process has already started JAX with one CPU device, so the multi-device checks run in a
-subprocess started with ``XLA_FLAGS=--xla_force_host_platform_device_count=8``: this file, run as a
-script (``python tests/test_distributed.py``), is that worker. It computes every function twice, on one
-device with the user's ``n`` rows and on 8 devices with the rows (zero-padded to a multiple of 8, weight
-0) sharded over the mesh, and prints the largest relative differences and the observed shardings as
-JSON; the tests below read them. Float64 throughout; the tolerance is 1e-12 (summation order only).
+The pytest process has already started JAX with one CPU device, so the multi-device checks run in
+subprocesses: this file, run as a script, is the worker (``python tests/test_distributed.py CASE``).
+
+* ``CASE`` in ``CASES`` (``XLA_FLAGS=--xla_force_host_platform_device_count=8``): every core function
+  twice, on one device with the user's ``n`` rows and on 8 devices with the rows (zero-padded to a
+  multiple of 8, weight 0) sharded over the mesh; prints the largest relative differences, the output
+  placements and the partitioning of the compiled program as JSON.
+* ``multihost ID PORT``: one of two ``jax.distributed`` processes with 4 CPU devices each, each loading
+  only its block of rows (Gloo collectives over localhost).
+* ``api``: ``fit(..., mesh=)``/``remove`` against the same calls on one device (once api.py has ``mesh``).
+
+The workers run concurrently (compilation dominates). Float64 throughout; the tolerance is 1e-12: the
+only difference is the order of summation.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import inspect
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 
@@ -86,9 +94,9 @@ def _devices(tree) -> int:
 
 
 def _run_case(loss, n, mesh):
-    from certunlearn import curvature, hessian, objective, removal, train
-
     import reference as ref
+
+    from certunlearn import curvature, hessian, objective, removal, train
 
     X, y = _data(loss, n)
     d = X.shape[1]
@@ -147,7 +155,8 @@ def _run_case(loss, n, mesh):
     hlo = grad.lower(params_r, Xs, ys, ks, b_r).compile().as_text()
     sharding["gradient_partitions"] = int(re.search(r"num_partitions=(\d+)", hlo).group(1))
     sharding["gradient_all_reduce"] = "all-reduce" in hlo
-    out["reference_gradient"] = _rel(grad(params_r, Xs, ys, ks, b_r), ref.gradient(params, X, y, keep.astype(float), b, lam, loss))
+    reference = ref.gradient(params, X, y, keep.astype(float), b, lam, loss)  # independent NumPy float64
+    out["reference_gradient"] = _rel(grad(params_r, Xs, ys, ks, b_r), reference)
     devices["reference_gradient"] = (1, NUM_DEVICES)
 
     hvp = jax.jit(lambda w, X, y, m, v: hessian.glm_hvp(w, X, y, m, v, **kw))
@@ -161,13 +170,13 @@ def _run_case(loss, n, mesh):
     fit1, fits = compare("fit_newton_cholesky", lambda *args: fit(*args, lam, 1e-11),
                          (zeros, X1, y1, kb1, b), (zeros, Xs, ys, kbs, b_r))
     assert bool(fit1.converged) and bool(fits.converged)
-    out["fit_newton_cholesky"] = _rel(fits.params, fit1.params)
+    out["fit_newton_cholesky"] = _rel(fits.params, fit1.params)  # step counts may differ; the minimiser not
     w_fit = fit1.params
     w_fit_r = distributed.replicate(jnp.asarray(np.asarray(w_fit)), mesh)
 
     for solver, update in (("cholesky", "guo"), ("cg", "gradient")):
         step = functools.partial(removal.newton_step, loss=loss, solver=solver, update=update)
-        compare(f"newton_step_{solver}_{update}", lambda *args: step(*args, lam, cg_rtol=1e-12).params,
+        compare(f"newton_step_{solver}_{update}", lambda *args, step=step: step(*args, lam, cg_rtol=1e-12).params,
                 (w_fit, X1, y1, k1, rows, row_weights, b), (w_fit_r, Xs, ys, ks, rows, row_weights, b_r))
     w_new = removal.newton_step(w_fit, X1, y1, k1, rows, row_weights, b, lam, loss=loss).params
     w_new_r = distributed.replicate(jnp.asarray(np.asarray(w_new)), mesh)
@@ -175,8 +184,9 @@ def _run_case(loss, n, mesh):
         terms = functools.partial(removal.residual_terms, loss=loss, update="guo", bound=bound)
         # The exact residual (~1e-3) is what is left of a sum of n O(1) terms after cancellation: it is
         # resolved to ~n eps absolutely, not relatively, so it is compared in the units of those terms.
-        compare(f"residual_terms_{bound}", lambda *args: terms(*args, lam, data_norm, max_row_norm),
-                (w_fit, w_new, X1, y1, k1, rows, row_weights, b), (w_fit_r, w_new_r, Xs, ys, ks, rows, row_weights, b_r),
+        compare(f"residual_terms_{bound}", lambda *args, terms=terms: terms(*args, lam, data_norm, max_row_norm),
+                (w_fit, w_new, X1, y1, k1, rows, row_weights, b),
+                (w_fit_r, w_new_r, Xs, ys, ks, rows, row_weights, b_r),
                 floor=1.0 if bound == "exact" else 1e-3)
 
     build = functools.partial(curvature.build_cache, loss=loss, capacity=8 * (3 if loss == "softmax" else 1))
@@ -199,23 +209,80 @@ def _run_case(loss, n, mesh):
 def _run_api(mesh):
     """fit(..., mesh=) and remove() against the same calls without a mesh (after the api.py patch)."""
     results = {}
-    for loss, solver in (("logistic", "cached"), ("softmax", "cholesky"), ("logistic", "cg")):
+    for loss, solver in (("logistic", "cached"), ("softmax", "cg")):
         X, y = _data(loss, 61)
         kw = dict(loss=loss, l2_reg=0.05, sigma=0.5, solver=solver, key=jax.random.key(0))
         single, sharded = cu.fit(X, y, **kw), cu.fit(X, y, mesh=mesh, **kw)
         assert sharded.retained.shape == (61,) and len(sharded._data.X.sharding.device_set) == NUM_DEVICES
+        assert sharded._data.X.shape[0] == 64 and sharded._data.user_rows64()[0].shape == X.shape
         errors = [_rel(sharded.params, single.params), abs(sharded.exact_residual() - single.exact_residual())]
-        for batch in ([3], [0, 60], [10, 11, 12]):
+        for batch in ([3], [0, 60]):  # 60: the last real row, next to the padding
             single, r1 = cu.remove(single, batch)
             sharded, r2 = cu.remove(sharded, batch)
             assert r1.retrained == r2.retrained
-            errors += [_rel(sharded.params, single.params), abs(r2.residual_spent - r1.residual_spent) / r1.residual_spent]
+            spent = abs(r2.residual_spent - r1.residual_spent) / r1.residual_spent
+            errors += [_rel(sharded.params, single.params), spent]
         results[f"{loss}-{solver}"] = max(errors)
     return results
 
 
+def _run_multihost(process_id, port):
+    """One of two processes with 4 CPU devices each: every process loads only its block of rows."""
+    jax.config.update("jax_num_cpu_devices", NUM_DEVICES // 2)
+    jax.config.update("jax_enable_x64", True)
+    try:
+        jax.distributed.initialize(
+            f"localhost:{port}", num_processes=2, process_id=process_id, initialization_timeout=60
+        )
+    except Exception as err:  # noqa: BLE001 (no loopback networking here: nothing to test)
+        return {"skip": f"jax.distributed.initialize failed: {err!r}"[:500]}
+    from certunlearn import hessian, objective, removal
+
+    assert jax.process_count() == 2 and jax.device_count() == NUM_DEVICES
+    assert jax.local_device_count() == NUM_DEVICES // 2
+    mesh = distributed.make_data_mesh()
+    loss, n, lam = "softmax", 61, 0.05
+    X, y = _data(loss, n)  # the whole data set, for the single-device reference only
+    keep = np.ones(n, bool)
+    keep[[2, 7, n - 1]] = False
+    num_rows = distributed.padded_size(n, distributed.num_shards(mesh))
+    block = distributed.process_row_block(num_rows, mesh)
+    real = slice(block.start, min(block.stop, n))
+    X_local, y_local, _ = distributed.pad_rows(X[real], y[real], block.stop - block.start)
+    keep_local = np.zeros(block.stop - block.start)
+    keep_local[: real.stop - real.start] = keep[real]
+    Xg, yg, kg = (distributed.global_rows(a, mesh, num_rows=num_rows) for a in (X_local, y_local, keep_local))
+    assert len(Xg.sharding.device_set) == NUM_DEVICES and not Xg.is_fully_addressable
+
+    local = lambda a: jax.device_put(jnp.asarray(a), jax.local_devices()[0])
+    X1, y1, k1 = local(X), local(y), local(keep.astype(float))
+    shape = (X.shape[1], 3)
+    b = 0.1 * np.random.default_rng(1).normal(size=shape)
+    b_r = distributed.replicate(jnp.asarray(b), mesh)
+    host = lambda tree: jax.tree_util.tree_map(lambda a: np.asarray(distributed._local_copy(a)), tree)
+    kw = dict(loss=loss, l2_reg=lam)
+    rows, row_weights = jnp.asarray([2, 7, n - 1, 0]), jnp.asarray([1.0, 1.0, 1.0, 0.0])
+    errors = {}
+
+    w0 = 0.3 * np.random.default_rng(2).normal(size=shape)  # any point: each check is a function of w
+    w1, wg = local(w0), distributed.replicate(jnp.asarray(w0), mesh)
+    grad = jax.jit(functools.partial(objective.gradient, **kw))
+    errors["gradient"] = _rel(host(grad(wg, Xg, yg, kg, b_r)), grad(w1, X1, y1, k1, local(b)))
+    dense = jax.jit(lambda w, X, y, m: hessian.dense_hessian(w, X, y, m, **kw))
+    errors["dense_hessian"] = _rel(host(dense(wg, Xg, yg, kg)), dense(w1, X1, y1, k1))
+    step = functools.partial(removal.newton_step, loss=loss, solver="cholesky", update="guo")
+    errors["newton_step_cholesky_guo"] = _rel(host(step(wg, Xg, yg, kg, rows, row_weights, b_r, lam).params),
+                                              step(w1, X1, y1, k1, rows, row_weights, local(b), lam).params)
+    data_norm = removal.spectral_norm_upper_bound(X)
+    errors["spectral_norm_upper_bound"] = abs(distributed.spectral_norm_upper_bound(Xg) - data_norm) / data_norm
+    return {"errors": errors, "block": [block.start, block.stop]}
+
+
 def _worker(argv) -> None:
-    """``python tests/test_distributed.py CASE|api``: runs one case and prints its results as JSON."""
+    """``python tests/test_distributed.py CASE|api|multihost ID PORT``: prints one case's results as JSON."""
+    if argv[0] == "multihost":
+        print(json.dumps(_run_multihost(int(argv[1]), int(argv[2]))))
+        return
     assert jax.device_count() == NUM_DEVICES, f"expected {NUM_DEVICES} CPU devices, got {jax.devices()}"
     jax.config.update("jax_enable_x64", True)
     mesh = distributed.make_data_mesh()
@@ -231,33 +298,50 @@ def _worker(argv) -> None:
 # The tests (run in the pytest process)
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        return sock.getsockname()[1]
+
+
 def _spawn(*cases, timeout=300) -> dict:
-    """Runs the worker for each case in its own 8-device subprocess, concurrently (compilation dominates)."""
+    """Runs each worker in its own subprocess, all at once (compilation dominates their time).
+
+    ``cases`` are worker argument lists; a case's results are the JSON its worker prints last.
+    """
     tests_dir = os.path.dirname(os.path.abspath(__file__))
     env = dict(os.environ)
-    env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={NUM_DEVICES}".strip()
     env["JAX_PLATFORMS"] = "cpu"
     env["PYTHONPATH"] = os.pathsep.join([tests_dir] + [p for p in [env.get("PYTHONPATH")] if p])
-    procs = {
-        case: subprocess.Popen([sys.executable, os.path.abspath(__file__), case], env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-        for case in cases
-    }
+    flags = f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={NUM_DEVICES}".strip()
+    eight = dict(env, XLA_FLAGS=flags)
+    procs = {}
+    for args in cases:
+        worker_env = env if args[0] == "multihost" else eight  # multihost sets its own device count
+        procs[" ".join(args[:2])] = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), *args], env=worker_env, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+        )
     results = {}
-    for case, proc in procs.items():
+    for name, proc in procs.items():
         try:
             stdout, stderr = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             stdout, stderr = proc.communicate()
-        assert proc.returncode == 0, f"worker {case} failed (rc={proc.returncode}):\n{stdout[-4000:]}\n{stderr[-8000:]}"
-        results[case] = json.loads(stdout.strip().splitlines()[-1])
+        assert proc.returncode == 0, f"worker {name} failed (rc={proc.returncode}):\n{stdout[-4000:]}\n{stderr[-8000:]}"
+        results[name] = json.loads(stdout.strip().splitlines()[-1])
     return results
+
+
+HAS_MESH_API = "mesh" in inspect.signature(cu.fit).parameters
 
 
 @pytest.fixture(scope="module")
 def sharded_results():
-    return _spawn(*CASES)
+    port = str(_free_port())
+    cases = [[case] for case in CASES] + [["multihost", "0", port], ["multihost", "1", port]]
+    return _spawn(*cases, *([["api"]] if HAS_MESH_API else []))
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -281,9 +365,21 @@ def test_sharded_equals_single_device(sharded_results, case, check):
     assert single == 1 and sharded == NUM_DEVICES  # the sharded run's outputs live on the whole mesh
 
 
-@pytest.mark.skipif("mesh" not in inspect.signature(cu.fit).parameters, reason="api.fit has no mesh= argument yet")
-def test_fit_and_remove_with_a_mesh_match_one_device():
-    for name, error in _spawn("api")["api"].items():
+@pytest.mark.parametrize("process", ["0", "1"])
+def test_two_processes_each_loading_their_rows_match_one_device(sharded_results, process):
+    """jax.distributed with 2 processes x 4 CPU devices; rows assembled by global_rows."""
+    result = sharded_results[f"multihost {process}"]
+    if "skip" in result:
+        pytest.skip(result["skip"])
+    assert result["block"] == [32 * int(process), 32 * int(process) + 32]  # 61 rows padded to 64
+    for check, error in result["errors"].items():
+        assert error <= TOL, f"process {process} {check}: relative difference {error:.3g}"
+    assert len(result["errors"]) == 4
+
+
+@pytest.mark.skipif(not HAS_MESH_API, reason="api.fit has no mesh= argument yet")
+def test_fit_and_remove_with_a_mesh_match_one_device(sharded_results):
+    for name, error in sharded_results["api"].items():
         assert error <= 1e-10, f"{name}: sharded fit/remove differ from one device by {error:.3g}"
 
 
@@ -318,7 +414,8 @@ def test_padding_with_weight_zero_changes_nothing_on_one_device():
     kw = dict(loss="logistic", l2_reg=0.1)
     args = lambda X_, y_, m: (w, jnp.asarray(X_), jnp.asarray(y_), m)
     g = jax.jit(functools.partial(objective.gradient, **kw))
-    np.testing.assert_allclose(g(*args(X_pad, y_pad, weights), w), g(*args(X, y, jnp.asarray(keep, float)), w), rtol=1e-13)
+    expected = g(*args(X, y, jnp.asarray(keep, float)), w)
+    np.testing.assert_allclose(g(*args(X_pad, y_pad, weights), w), expected, rtol=1e-13)
     H = jax.jit(functools.partial(hessian.dense_hessian, **kw))
     np.testing.assert_allclose(H(*args(X_pad, y_pad, weights)), H(*args(X, y, jnp.asarray(keep, float))), rtol=1e-13)
     r = removal.data_dependent_remainder(jnp.asarray(X_pad), weights, w, gamma=0.1, data_norm=1.0)
@@ -347,9 +444,9 @@ def test_shard_rows_refuses_unpadded_rows_and_meshes_are_checked():
 
 
 def test_spectral_norm_upper_bound_matches_the_host_bound():
-    from certunlearn import removal
-
     import reference as ref
+
+    from certunlearn import removal
 
     X, _ = _data("squared", 40, d=7)
     bound = distributed.spectral_norm_upper_bound(jnp.asarray(X))

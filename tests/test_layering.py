@@ -9,12 +9,12 @@ PACKAGE = pathlib.Path(certunlearn.__file__).parent
 
 # Lower rank = lower layer; a module may import only modules of a strictly lower rank (or itself).
 RANK = {
-    "losses": 0, "data": 0, "calibration": 0, "accounting": 0,
+    "losses": 0, "data": 0, "calibration": 0, "accounting": 0, "distributed": 0,
     "objective": 1,
     "hessian": 2, "solvers": 2,
     "curvature": 3,
     "train": 4, "removal": 4,
-    "api": 5, "distributed": 5,
+    "api": 5,
     "evaluate": 6, "audit": 7,
     "runner": 8, "figures": 8, "demo": 8,
     "cli": 9, "__main__": 10,
