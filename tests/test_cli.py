@@ -70,7 +70,8 @@ def test_bad_usage_exits_2(argv, capsys):
 
 def test_help_exits_0_and_lists_subcommands(capsys):
     assert main(["--help"]) == 0
-    assert all(name in capsys.readouterr().out for name in SUBCOMMANDS)
+    out = capsys.readouterr().out
+    assert all(name in out for name in SUBCOMMANDS)
 
 
 def test_run_demo_tiny_budget_forces_a_recorded_retrain(tmp_path):

@@ -16,8 +16,8 @@ RANK = {
     "train": 4, "removal": 4,
     "api": 5,
     "evaluate": 6, "audit": 7,
-    "runner": 8, "figures": 8, "demo": 8,
-    "cli": 9, "__main__": 10,
+    "runner": 8, "figures": 8, "demo": 8, "audit_sweep": 9,
+    "cli": 10, "__main__": 11,
 }
 HOST_ONLY = {"data", "calibration", "accounting"}  # no JAX: usable without an accelerator stack
 
