@@ -12,7 +12,20 @@ import jax as _jax
 
 _jax.config.update("jax_enable_x64", True)
 
-from certunlearn import accounting, calibration, data, hessian, losses, objective, removal, solvers, train
+from certunlearn import (
+    accounting,
+    calibration,
+    curvature,
+    data,
+    distributed,
+    hessian,
+    losses,
+    objective,
+    removal,
+    solvers,
+    train,
+)
+from certunlearn import audit, evaluate  # noqa: E402  (they build on the facade below)
 from certunlearn.accounting import Event, Ledger
 from certunlearn.api import (
     BudgetExhaustedError,
@@ -47,7 +60,11 @@ __all__ = [
     "calibration",
     "cholesky_solve",
     "conjugate_gradient",
+    "curvature",
     "data",
+    "distributed",
+    "evaluate",
+    "audit",
     "fit",
     "get_loss",
     "hessian",

@@ -42,7 +42,6 @@ import math
 import numbers
 from collections.abc import Callable
 
-import dp_accounting
 import numpy as np
 from scipy import special
 
@@ -82,6 +81,13 @@ _MIN_RELATIVE_GAP = 1e-13
 # --------------------------------------------------------------------------------------------------
 # Validation.
 
+
+
+def _dp_accounting():
+    """``dp_accounting``, imported on first use (it costs ~1-3 s and only the analytic path needs it)."""
+    import dp_accounting
+
+    return dp_accounting
 
 def _as_float(name: str, value: object) -> float:
     """Converts a real scalar (Python, NumPy or 0-d array) to float; rejects bools and non-numbers."""
@@ -395,7 +401,7 @@ def _unit_sigma(epsilon: float, delta: float) -> float:
     log_delta = math.log(delta) - _LOG_DELTA_MARGIN
     try:
         with np.errstate(all="ignore"):  # its log-space search divides by zero at extremes
-            guess = float(dp_accounting.get_sigma_gaussian(epsilon, delta, tol=1e-300))
+            guess = float(_dp_accounting().get_sigma_gaussian(epsilon, delta, tol=1e-300))
     except (ValueError, RuntimeError, ArithmeticError):
         guess = math.nan
     # The closed-form sigma is proven sufficient (see _epsilon_upper_bound), so it bounds the search.
@@ -413,7 +419,7 @@ def _unit_epsilon(multiplier: float, delta: float) -> float:
     log_delta = math.log(delta) - _LOG_DELTA_MARGIN
     try:
         with np.errstate(all="ignore"):  # its log-space search divides by zero at extremes
-            guess = float(dp_accounting.get_epsilon_gaussian(multiplier, delta, tol=1e-300))
+            guess = float(_dp_accounting().get_epsilon_gaussian(multiplier, delta, tol=1e-300))
     except (ValueError, RuntimeError, ArithmeticError):
         guess = math.nan
     return _smallest_passing(lambda e: _certifies(e, multiplier, log_delta), guess, upper)
