@@ -133,6 +133,19 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit(args: argparse.Namespace) -> int:
+    from certunlearn import audit_sweep
+
+    table = audit_sweep.sweep(args.config, out=args.out, smoke=args.smoke, overrides=args.overrides,
+                              progress=not args.no_progress)
+    ok = table[table["status"] == "ok"]
+    flagged, sound = ok["flagged"].astype(bool), ok["sound_mechanism"].astype(bool)
+    print(f"{len(table)} rows -> {args.out}/results.csv; flagged: {int((flagged & sound).sum())} of "
+          f"{int(sound.sum())} sound audits, {int((flagged & ~sound).sum())} of {int((~sound).sum())} broken ones; "
+          f"{table['cell'].nunique() - ok['cell'].nunique()} failed cell(s)")
+    return 0
+
+
 def _add_figures_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("results", help="folder holding sweep results (searched recursively)")
     parser.add_argument("--out", default=None, help="where to write the figures (default: RESULTS/figures)")
@@ -172,6 +185,8 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     ),
     "run": Subcommand("run one experiment config (no grid) into a results folder", _add_config_arguments, _run),
     "sweep": Subcommand("run an experiment config's whole grid, resumably", _add_config_arguments, _sweep),
+    "audit": Subcommand("empirical epsilon audits of a config's grid: certified epsilon vs audited epsilon_LB, "
+                        "resumably", _add_config_arguments, _audit),
     "figures": Subcommand("rebuild every figure from stored results (never trains)", _add_figures_arguments,
                           _figures),
     "bench": Subcommand("removal benchmarks: latency of each path against retraining", _add_bench_arguments,
