@@ -180,7 +180,7 @@ class _Config:
     cg_maxiter: int | None = None
     cache_rows: int = 128
     refresh_iters: int = 4
-    refresh_ratio: float = 10.0
+    refresh_ratio: float = 20.0
     cg_preconditioner: str = "auto"
     preconditioner_rows: int = 2048
 
@@ -211,6 +211,11 @@ class CertifiedModel:
     _data: _Data = dataclasses.field(repr=False)
     _cache: Any = dataclasses.field(default=None, repr=False)  # curvature.CurvatureCache for "cached"
     _cache_stale: bool = dataclasses.field(default=False, repr=False)
+    # Rent-or-buy refresh of the "cached" path (see _cached_step_float64): residual budget spent on
+    # curvature staleness since the last rebuild, the rebuild's and the last training's wall time.
+    _cache_excess: float = dataclasses.field(default=0.0, repr=False)
+    _cache_build_seconds: float = dataclasses.field(default=0.0, repr=False)
+    _train_seconds: float = dataclasses.field(default=math.inf, repr=False)
 
     @property
     def n_retained(self) -> int:
@@ -552,8 +557,12 @@ def fit(
     retained = np.ones(n, dtype=bool)
     retained.setflags(write=False)
     params0 = jnp.zeros(shape, dtype)
+    start = time.perf_counter()
     key, params, b, r0 = _train(data, config, calibration_, key, retained, params0)
-    return CertifiedModel(params, b, retained, calibration_, Ledger.start(r0), key, config, r0, data)
+    return CertifiedModel(
+        params, b, retained, calibration_, Ledger.start(r0), key, config, r0, data,
+        _train_seconds=time.perf_counter() - start,
+    )
 
 
 def _train(data: _Data, config: _Config, calibration_, key, retained, params0):
@@ -694,24 +703,36 @@ def _cached_step_float64(model: CertifiedModel, step_args, need: int, *, rebuild
     """The "cached" step in float64: Newton step with the downdated factorisation, certified by a bound
     that charges the curvature's staleness, with one pass over the data (:func:`removal.cached_removal`).
 
-    The cache is rebuilt at the current parameters on the rows retained after this removal when there
-    is none (first removal, after a retrain), when it is full, when drift made the last bound more
-    than ``refresh_ratio`` times its Taylor part, or (``rebuild=True``) when the stale step would not
-    fit in the budget. Returns ``(result, stale, rebuilt)``.
+    The cache is rebuilt at the current parameters, on the rows retained after this removal, when there
+    is none (first removal, after a retrain), when it is full, when the stale step would not fit in the
+    budget (``rebuild=True``), or by a rent-or-buy rule: staleness costs residual budget (the bound's
+    excess over its Taylor part), and budget costs retraining time (a retrain restores the whole budget
+    ``B`` in time ``T``); so once the excess spent since the last rebuild reaches ``R * B / T``, with
+    ``R`` the time of that rebuild, paying for a rebuild is cheaper than continuing to pay in budget.
+    Independently of cost, it is rebuilt when drift made the last bound ``refresh_ratio`` (20) times its
+    Taylor part, which keeps the stale step close to the exact Newton step (and so to retraining).
+
+    Returns ``(result, stale, excess, build_seconds)`` with the bookkeeping for the next call.
     """
     cfg, data = model.config, model._data
     row_weights_d = step_args[-1]
     rebuild = rebuild or _cache_needs_rebuild(model, need)
     if rebuild:
-        cache, downdate_weights = _build_cache(model, step_args[3]), jnp.zeros_like(row_weights_d)
+        start = time.perf_counter()
+        cache = jax.block_until_ready(_build_cache(model, step_args[3]))
+        build_seconds, excess = time.perf_counter() - start, 0.0
+        downdate_weights = jnp.zeros_like(row_weights_d)
     else:
         cache, downdate_weights = model._cache, row_weights_d
+        build_seconds, excess = model._cache_build_seconds, model._cache_excess
     out = removal.cached_removal(
         *step_args, downdate_weights, model.perturbation, cfg.l2_reg, cache, data.data_norm, data.max_row_norm,
         loss=cfg.loss, update=cfg.update, bound=cfg.bound,
     )
-    stale = float(out.remainder) > cfg.refresh_ratio * float(out.taylor) + 1e-300
-    return out, stale, rebuild
+    excess += max(float(out.remainder) - float(out.taylor), 0.0)
+    stale = excess >= build_seconds * model.calibration.residual_budget / max(model._train_seconds, 1e-9)
+    stale |= float(out.remainder) > cfg.refresh_ratio * float(out.taylor) + 1e-300
+    return out, stale, excess, build_seconds, rebuild
 
 
 def remove(model: CertifiedModel, indices) -> tuple[CertifiedModel, RemovalReport]:
@@ -750,15 +771,16 @@ def remove(model: CertifiedModel, indices) -> tuple[CertifiedModel, RemovalRepor
     rows_j, row_weights_d = jnp.asarray(rows), jnp.asarray(row_weights, cfg.dtype)
 
     start = time.perf_counter()
-    cache, cache_stale = None, False
+    cache, cache_stale, cache_book = None, False, {}
     step_args = (model.params, data.X, data.y, keep_d, rows_j, row_weights_d)
     need = bucket * curvature.columns_per_row(model.params.shape)
     use_cache = cfg.solver == "cached" and need <= _cache_columns(model)
     if use_cache and cfg.dtype == "float64":
-        out, cache_stale, rebuilt = _cached_step_float64(model, step_args, need)
+        out, cache_stale, excess, build_seconds, rebuilt = _cached_step_float64(model, step_args, need)
         if not rebuilt and _step_spent(model, out.solve_error, out.remainder, out.exact_residual) > c.residual_budget:
             # A fresh factorisation (an exact Newton step) may still fit where the stale one does not.
-            out, cache_stale, _ = _cached_step_float64(model, step_args, need, rebuild=True)
+            out, cache_stale, excess, build_seconds, _ = _cached_step_float64(model, step_args, need, rebuild=True)
+        cache_book = dict(_cache_excess=excess, _cache_build_seconds=build_seconds)
         step = removal.NewtonStep(out.params, jnp.asarray(True), jnp.asarray(0), out.solve_error)
         cache = out.cache
         terms = removal.ResidualTerms(out.solve_error, out.remainder, out.exact_residual)
@@ -812,7 +834,8 @@ def remove(model: CertifiedModel, indices) -> tuple[CertifiedModel, RemovalRepor
     if converged and new_spent <= c.residual_budget:
         ledger = model.ledger.after_removal(step_bound, idx.size, mode=mode)
         new_model = dataclasses.replace(
-            model, params=step.params, retained=keep, ledger=ledger, _cache=cache, _cache_stale=cache_stale
+            model, params=step.params, retained=keep, ledger=ledger, _cache=cache, _cache_stale=cache_stale,
+            **cache_book,
         )
         report = RemovalReport(
             idx, step_bound, ledger.residual_spent, c.residual_budget, c.epsilon_spent(ledger.residual_spent),
@@ -834,7 +857,7 @@ def remove(model: CertifiedModel, indices) -> tuple[CertifiedModel, RemovalRepor
     ledger = model.ledger.after_retrain(r0, idx.size)
     new_model = dataclasses.replace(
         model, params=params, perturbation=b, retained=keep, ledger=ledger, key=key, training_residual=r0,
-        _cache=None, _cache_stale=False,
+        _cache=None, _cache_stale=False, _cache_excess=0.0, _train_seconds=retrain_seconds,
     )
     report = RemovalReport(
         idx, r0, r0, c.residual_budget, c.epsilon_spent(r0), True, **diagnostics, retrain_seconds=retrain_seconds
