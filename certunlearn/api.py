@@ -425,6 +425,7 @@ def fit(
     cache_rows: int = 128,
     cg_preconditioner: str = "auto",
     mesh: jax.sharding.Mesh | None = None,
+    cache_refresh_ratio: float = 20.0,
 ) -> CertifiedModel:
     """Trains a certified model: the minimiser of the perturbed objective ``L_b`` (sum convention).
 
@@ -457,6 +458,9 @@ def fit(
       cg_rtol, cg_maxiter: tolerance and cap of CG solves (the solve error is charged to the budget;
         a solve that does not converge is never certified).
       cache_rows: removed rows a cached factorisation absorbs before it is rebuilt ("cached" only).
+      cache_refresh_ratio: "cached" in float64 also rebuilds when curvature drift made a step's bound this
+        many times its Taylor part (keeps the step close to exact Newton); ``math.inf`` leaves only the
+        rent-or-buy rule (fastest; staleness is always charged to the certificate either way).
       cg_preconditioner: for "cg": "subsample" (Cholesky factor of the Hessian on 2048 random retained
         rows, rescaled; O(p^2) memory), "kronecker" (K-FAC factors, O(d^2 + K^2) memory), "none", or
         "auto" ("subsample" up to 8192 parameters). Built at the first removal after each (re)training.
@@ -551,6 +555,8 @@ def fit(
     config = _Config(
         loss, l2_reg, bound, solver, update, on_exhausted, train_method, tol, int(max_steps), dtype, k,
         cg_rtol=cg_rtol, cg_maxiter=cg_maxiter, cache_rows=int(cache_rows), cg_preconditioner=cg_preconditioner,
+        refresh_ratio=_positive("cache_refresh_ratio", cache_refresh_ratio) if math.isfinite(cache_refresh_ratio)
+        else math.inf,
     )
 
     shape = (d,) if k is None else (d, k)
@@ -709,7 +715,7 @@ def _cached_step_float64(model: CertifiedModel, step_args, need: int, *, rebuild
     excess over its Taylor part), and budget costs retraining time (a retrain restores the whole budget
     ``B`` in time ``T``); so once the excess spent since the last rebuild reaches ``R * B / T``, with
     ``R`` the time of that rebuild, paying for a rebuild is cheaper than continuing to pay in budget.
-    Independently of cost, it is rebuilt when drift made the last bound ``refresh_ratio`` (20) times its
+    Independently of cost, it is rebuilt when drift made the last bound ``cache_refresh_ratio`` times its
     Taylor part, which keeps the stale step close to the exact Newton step (and so to retraining).
 
     Returns ``(result, stale, excess, build_seconds)`` with the bookkeeping for the next call.
