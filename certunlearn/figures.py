@@ -68,14 +68,14 @@ def _manifest_family(folder: Path) -> str | None:
 def find_results(results_dir, family: str) -> Path:
     """The folder under ``results_dir`` (or ``results_dir`` itself) holding ``family``'s results.
 
-    Looked up in order: ``results_dir`` itself, ``results_dir/<family>``, then any direct subfolder,
-    matching the ``family`` of its ``manifest.json``.
+    Looked up in order: ``results_dir`` itself, ``results_dir/<family>``, then every folder below
+    ``results_dir`` (sorted by path), matching the ``family`` of its ``manifest.json``.
 
     Raises:
       FileNotFoundError: no folder with a ``results.csv`` for ``family``.
     """
     root = Path(results_dir)
-    candidates = [root, root / family] + sorted(p for p in root.glob("*") if p.is_dir())
+    candidates = [root, root / family] + sorted(p.parent for p in root.rglob("manifest.json"))
     for folder in candidates:
         if (folder / "results.csv").exists() and _manifest_family(folder) == family:
             return folder
@@ -99,7 +99,8 @@ def load_results(results_dir, family: str | None = None):
     if "status" in table:
         failed = table[table["status"] != "ok"]
         if len(failed):
-            warnings.warn(f"{folder}: {failed['cell'].nunique()} failed cell(s) left out of the figure", stacklevel=2)
+            count = failed["cell"].nunique()
+            warnings.warn(f"{folder}: {count} failed cell(s) left out of the figure", stacklevel=2)
         table = table[table["status"] == "ok"].copy()
     if table.empty:
         raise ValueError(f"{folder}/results.csv holds no finished cells")
@@ -326,13 +327,14 @@ def plot_budget(table, *, epsilons: Sequence[float] = DEFAULT_EPSILONS, method: 
                 markersize=4)
     ax.set_xscale("log")
     ax.set_yscale("symlog", linthresh=1)
+    ax.set_ylim(bottom=0)
     ax.set_xlabel("\u03b5 (\u03b4 and \u03c3 fixed per run)")
     ax.set_ylabel("removals before the first retrain")
     sigma = ", ".join(f"{s:g}" for s in sorted(supported["sigma"].unique()))
     delta = ", ".join(f"{d:g}" for d in sorted(supported["delta"].unique()))
     ax.set_title(f"{_task_name(table)}, \u03c3 = {sigma}, \u03b4 = {delta}\n"
                  f"{spread_label(method, stats['n_seeds'])}; \u25b3 = lower bound", fontsize=8)
-    ax.legend(ncols=1)
+    ax.legend(loc="lower right")
     return fig, ax
 
 
@@ -348,7 +350,7 @@ def plot_bounds(table, *, method: str = "median_iqr", epsilon: float = 1.0):
 
     steps = table[table["num_removed"] > 0]
     orders = [o for o in ("random", "class", "influence") if o in set(steps["removal_order"])]
-    fig, axes = _new_figure(len(orders), width=3.8, height=3.3)
+    fig, axes = _new_figure(len(orders), width=3.8, height=3.8)
     axes = np.atleast_1d(axes)
     for ax, order in zip(axes, orders):
         part = steps[steps["removal_order"] == order]
@@ -371,7 +373,8 @@ def plot_bounds(table, *, method: str = "median_iqr", epsilon: float = 1.0):
         ax.set_xlabel("rows removed")
         ax.set_title(f"{order} order; {spread_label(method, n_seeds)}", fontsize=8)
     axes[0].set_ylabel("gradient residual norm")
-    axes[0].legend(loc="lower right")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=2)
     lam = ", ".join(f"{v:g}" for v in sorted(table["l2_reg"].unique()))
     fig.suptitle(f"{_task_name(table)}, \u03bb = {lam}", fontsize=9)
     return fig, axes
@@ -382,23 +385,31 @@ def plot_bounds(table, *, method: str = "median_iqr", epsilon: float = 1.0):
 
 
 def plot_timing(table, *, method: str = "median_iqr"):
-    """Median seconds per removal (steps 2.., step 1 may compile) and seconds per retrain from scratch
-    (the last checkpoint's reference fit), against n_train, per solver; right: their ratio."""
+    """Seconds per removal and per retrain from scratch against n_train, per solver; right: their ratio.
+
+    Per seed, the time per removal is the mean over steps 2.. (amortised: it includes the occasional
+    refactorisation of the "cached" solver; step 1 may compile), drawn solid; the median step (thin,
+    dotted) shows the typical step without refactorisations. The retrain time is the last checkpoint's
+    fit from scratch on the retained rows. Spread over seeds as in :func:`seed_stats`.
+    """
     import pandas as pd
 
     later = table[table["step"] >= 2]
-    per_seed = later.groupby(["cell", "seed", "solver", "n_train"], as_index=False)["removal_seconds"].median()
+    per_seed = later.groupby(["cell", "seed", "solver", "n_train"], as_index=False).agg(
+        removal_seconds=("removal_seconds", "mean"), median_step_seconds=("removal_seconds", "median"))
     last = table[table["event"] != "train"].sort_values("step").groupby(["cell", "seed"]).tail(1)
-    retrain = last[["cell", "seed", "reference_fit_seconds"]]
-    per_seed = per_seed.merge(retrain, on=["cell", "seed"])
+    per_seed = per_seed.merge(last[["cell", "seed", "reference_fit_seconds"]], on=["cell", "seed"])
     per_seed["ratio"] = per_seed["reference_fit_seconds"] / per_seed["removal_seconds"]
-    fig, (ax, ax_ratio) = _new_figure(2, width=4.0, height=3.3)
+    fig, (ax, ax_ratio) = _new_figure(2, width=4.6, height=3.8)
     n_seeds = []
     for solver, part in per_seed.groupby("solver"):
         stats = seed_stats(part, ["n_train"], "removal_seconds", method=method)
-        line = _band(ax, stats, "n_train", label=f"removal ({solver})")
+        line = _band(ax, stats, "n_train", label=f"{solver}: removal, mean step")
+        stats = seed_stats(part, ["n_train"], "median_step_seconds", method=method)
+        _band(ax, stats, "n_train", label=f"{solver}: removal, median step", linestyle=":",
+              color=line.get_color(), marker=None, band=False)
         stats = seed_stats(part, ["n_train"], "reference_fit_seconds", method=method)
-        _band(ax, stats, "n_train", label=f"retrain ({solver} run)", linestyle="--", color=line.get_color(),
+        _band(ax, stats, "n_train", label=f"{solver}: retrain", linestyle="--", color=line.get_color(),
               marker="s")
         stats = seed_stats(part, ["n_train"], "ratio", method=method)
         n_seeds.extend(stats["n_seeds"])
@@ -410,9 +421,9 @@ def plot_timing(table, *, method: str = "median_iqr"):
         _label_sizes(a, sizes)
         a.set_xlabel("training rows n")
     ax.set_ylabel("seconds")
-    ax_ratio.set_ylabel("retrain time / removal time")
-    ax.legend()
-    ax_ratio.legend(title="solver")
+    ax_ratio.set_ylabel("retrain time / mean removal time")
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=3)
     fig.suptitle(f"{_task_name(table)}; {spread_label(method, pd.Series(n_seeds))}", fontsize=9)
     return fig, (ax, ax_ratio)
 
@@ -430,7 +441,8 @@ def _task_label(part) -> str:
 
 def plot_multiclass(table, *, method: str = "median_iqr"):
     """Left: test accuracy against rows removed (line: unlearned model; squares: retrained from scratch
-    at the checkpoints). Right: fraction of the residual budget spent (drops are retrains)."""
+    at the checkpoints). Right: fraction of the residual budget spent (drops are retrains; ticks on the
+    axis mark each seed's retrains)."""
     fig, (ax_acc, ax_budget) = _new_figure(2, width=4.0, height=3.3)
     table = table.assign(budget_fraction=table["residual_spent"] / table["residual_budget"])
     n_seeds = []
@@ -447,13 +459,17 @@ def plot_multiclass(table, *, method: str = "median_iqr"):
                         label=f"{label}: retrained")
         stats = seed_stats(part, ["num_removed"], "budget_fraction", method=method)
         _band(ax_budget, stats, "num_removed", label=label, color=line.get_color(), marker=None)
+        retrains = part[part["retrained"].astype(bool)]
+        if len(retrains):
+            ax_budget.plot(retrains["num_removed"], np.zeros(len(retrains)), "|", color=line.get_color(),
+                           markersize=10, label=f"{label}: a seed's retrain")
     ax_acc.set_xlabel("rows removed")
     ax_acc.set_ylabel("test accuracy")
     ax_acc.legend()
     ax_budget.axhline(1.0, color="k", linestyle=":", linewidth=1)
     ax_budget.set_xlabel("rows removed")
     ax_budget.set_ylabel("residual spent / budget")
-    ax_budget.legend()
+    ax_budget.legend(loc="center right")
     eps = ", ".join(f"{e:g}" for e in sorted(table["epsilon"].unique()))
     fig.suptitle(f"{table['dataset'].iloc[0]}, \u03b5 = {eps}; {spread_label(method, n_seeds)}", fontsize=9)
     return fig, (ax_acc, ax_budget)

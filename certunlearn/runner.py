@@ -30,6 +30,12 @@ the training code compiles once per cell instead of once per checkpoint. Its tim
 the zeroed rows (an overestimate by ``num_removed / n``). With ``timing_repeats > 1`` it is refitted and
 the fastest time kept (the first call may include compilation).
 
+Reproducibility: on CPU the same cell gives the same numbers, bit for bit, in every column but the
+timing ones (``TIMING_COLUMNS``), with the exact-Newton solvers ("cholesky", "cg"). The library's
+"cached" solver (what ``solver="auto"`` picks for up to 2,048 parameters once ``n p^2 > 5e8``) decides
+when to refactorise from measured wall times, so its steps (always certified) vary slightly from run to
+run; configs that need reproducible trajectories pin ``solver``.
+
 The seeds of a cell run in a Python loop. All seeds share shapes, so the fits (a batch of noise keys)
 and, for a shared removal order, the Newton steps could be one ``jax.vmap``-ed call; the public
 ``fit``/``remove`` are host-side (ledger, budget checks, retrain decisions), so that would need a
@@ -45,8 +51,10 @@ Results store (``out/``)::
 ``<key>`` is a stable hash of the cell's parameters (:func:`cell_key`). Re-running a sweep skips the cells
 whose CSV exists (so an interrupted sweep resumes); a cell that raises is recorded (``status="error"``,
 message in the table, traceback in the manifest and ``cells/<key>.json``), the sweep goes on, and the
-failed cell is tried again on the next run. Every file is written to a temporary name in the same
-directory and moved into place with ``os.replace``.
+failed cell is tried again on the next run. Warnings raised inside a cell (e.g. the library's note that
+the guo calibration under-noises at a large epsilon) are recorded in the cell's manifest entry and
+issued again once per cell. Every file is written to a temporary name in the same directory and moved
+into place with ``os.replace``.
 
 Columns of the table (one row per cell, seed and step): the cell's parameters (``classes`` as ``"2,4"``
 or ``"all"``; ``sigma`` and ``residual_budget`` hold the values in force, whichever was given), ``family``,
@@ -58,7 +66,8 @@ bound; after a (re)train the training residual), ``residual_spent``, ``exact_res
 ``distance_to_retrained``, ``removal_seconds`` (the library's time of the Newton step and its
 certificate), ``step_seconds`` (wall time of the ``remove`` call), ``retrain_seconds`` (the library's
 retrain when the budget ran out, else 0), ``reference_fit_seconds`` (the from-scratch retrain at a
-checkpoint), ``train_seconds`` (step 0: the initial fit), ``n_train``, ``n_test``, ``n_features``.
+checkpoint), ``train_seconds`` (step 0: the initial fit), ``n_train``, ``n_test``, ``n_features``,
+``solver_used`` (what ``solver="auto"`` resolved to).
 """
 
 from __future__ import annotations
@@ -79,6 +88,7 @@ import tempfile
 import time
 import traceback
 import types
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -86,9 +96,9 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "CellConfig",
     "ORDERS",
     "TIMING_COLUMNS",
+    "CellConfig",
     "apply_overrides",
     "atomic_write_text",
     "cell_key",
@@ -188,7 +198,7 @@ class CellConfig:
     seeds: tuple[int, ...] = (0,)
 
     def __post_init__(self):
-        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
+        set_ = lambda name, value: object.__setattr__(self, name, value)
         for name in ("family", "dataset", "loss", "calibration", "bound", "update", "dtype", "solver",
                      "train_method", "on_exhausted", "removal_order"):
             if not isinstance(getattr(self, name), str):
@@ -242,7 +252,7 @@ class CellConfig:
         set_("seeds", seeds)
 
     @classmethod
-    def from_config(cls, config: Any) -> "CellConfig":
+    def from_config(cls, config: Any) -> CellConfig:
         """Builds a cell from a ``ConfigDict`` or a mapping; unknown keys are an error."""
         values = config.to_dict() if hasattr(config, "to_dict") else dict(config)
         names = {f.name for f in dataclasses.fields(cls)}
@@ -600,7 +610,7 @@ def run_seed(cell: CellConfig, seed: int) -> list[dict[str, Any]]:
             step=step,
             event=event,
             num_removed=int(model.ledger.removals),
-            batch_size=0 if report is None else int(len(report.indices)),
+            batch_size=0 if report is None else len(report.indices),
             residual_bound=model.training_residual if report is None else float(report.residual_bound),
             residual_spent=float(cert.residual_spent),
             residual_budget=float(cert.residual_budget),
@@ -652,8 +662,11 @@ def run_seed(cell: CellConfig, seed: int) -> list[dict[str, Any]]:
                         step_seconds=step_seconds, **extra))
         if cell.stop_at_retrain and report.retrained:
             break
+    # The solver "auto" resolved to (the model's config field; the cell's own value if it is absent).
+    solver_used = str(getattr(getattr(model, "config", None), "solver", cell.solver))
     for r in rows:
-        r.update(n_train=dataset.n_train, n_test=dataset.n_test, n_features=dataset.n_features)
+        r.update(n_train=dataset.n_train, n_test=dataset.n_test, n_features=dataset.n_features,
+                 solver_used=solver_used)
     return rows
 
 
@@ -767,7 +780,7 @@ def _git() -> dict[str, Any]:
     root = _repo_root()
 
     def git(*args):
-        result = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30)
+        result = subprocess.run(["git", *args], check=False, cwd=root, capture_output=True, text=True, timeout=30)
         return result.stdout.strip() if result.returncode == 0 else None
 
     try:
@@ -837,7 +850,7 @@ def sweep(config, *, out, smoke: bool = False, overrides: Sequence[str] | Mappin
     family = str(base.get("family", "custom"))
     manifest = {
         "family": family,
-        "variant": "smoke" if smoke else "full",
+        "variant": "smoke" if smoke or str(config).endswith(":smoke") else "full",
         "config": base.to_dict(),
         "overrides": list(overrides.items()) if isinstance(overrides, Mapping) else list(overrides),
         "sweep": grid,
@@ -876,7 +889,9 @@ def sweep(config, *, out, smoke: bool = False, overrides: Sequence[str] | Mappin
             start = time.perf_counter()
             record(key, status="running", started=_now())
             try:
-                table = run_cell(cell)
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    table = run_cell(cell)
             except Exception as err:  # noqa: BLE001 - a failed cell is data; the sweep goes on
                 seconds = time.perf_counter() - start
                 message = f"{type(err).__name__}: {err}"
@@ -887,7 +902,10 @@ def sweep(config, *, out, smoke: bool = False, overrides: Sequence[str] | Mappin
                     bar.write(f"cell {key} failed: {message}")
             else:
                 seconds = time.perf_counter() - start
-                info = dict(status="ok", seconds=seconds, finished=_now())
+                messages = sorted({f"{w.category.__name__}: {w.message}" for w in caught})
+                for message in messages:  # once per cell, not once per fit
+                    warnings.warn(f"cell {key}: {message}", RuntimeWarning, stacklevel=2)
+                info = dict(status="ok", seconds=seconds, finished=_now(), warnings=messages)
                 _write_json(cells_dir / f"{key}.json", {"params": cell.params(), **info})
                 _write_table(path, table)  # written last: its presence marks the cell done
                 record(key, **info)

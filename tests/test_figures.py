@@ -15,6 +15,10 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "experiments" / "configs"
 SCRIPTS = REPO / "paper_figures"
 FAMILIES = ("accuracy", "budget", "bounds", "timing", "multiclass")
+
+# The bounds family runs guo's calibration at epsilon = 1e6 on purpose (it measures bounds, not
+# certificates), and the library rightly warns that guo's formula under-noises there.
+pytestmark = pytest.mark.filterwarnings("ignore:cell .*under-noises:RuntimeWarning")
 PNG_MAGIC, PDF_MAGIC = b"\x89PNG\r\n\x1a\n", b"%PDF"
 
 
@@ -27,6 +31,12 @@ def smoke_results(tmp_path_factory) -> Path:
     for family in FAMILIES:
         runner.sweep(CONFIGS / f"{family}.py", out=root / family, smoke=True, progress=False)
     return root
+
+
+@pytest.fixture(scope="module")
+def smoke_root(tmp_path_factory) -> Path:
+    """Module-scoped, so it is computed before ``no_training`` forbids training."""
+    return smoke_results(tmp_path_factory)
 
 
 def _load_script(path: Path):
@@ -61,17 +71,18 @@ def _check_files(paths, names):
 # Every figure script, and make_all, on smoke results.
 
 
-def test_every_figure_script_writes_png_and_pdf_from_smoke_results(tmp_path_factory, tmp_path, no_training):
-    root = smoke_results(tmp_path_factory)
+def test_every_figure_script_writes_png_and_pdf_from_smoke_results(smoke_root, tmp_path, no_training):
+    root = smoke_root
     make_all = _load_script(SCRIPTS / "make_all.py")
-    scripts = make_all.scripts()
-    assert [p.stem for p in scripts] == sorted(f"fig_{name}" for name in figures.FIGURES)
-    paths = make_all.main(root, tmp_path / "figures")  # runs every fig_*.py script's main()
-    _check_files(paths, list(figures.FIGURES))
+    assert {f"fig_{name}" for name in figures.FIGURES} <= {p.stem for p in make_all.scripts()}
+    with warnings.catch_warnings():  # scripts of families without smoke results here are skipped
+        warnings.simplefilter("ignore")
+        paths = make_all.main(root, tmp_path / "figures")  # runs every fig_*.py script's main()
+    _check_files([p for p in paths if p.stem in figures.FIGURES], list(figures.FIGURES))
 
 
-def test_library_make_all_matches_the_scripts(tmp_path_factory, tmp_path, no_training):
-    root = smoke_results(tmp_path_factory)
+def test_library_make_all_matches_the_scripts(smoke_root, tmp_path, no_training):
+    root = smoke_root
     paths = figures.make_all(root, tmp_path)
     _check_files(paths, list(figures.FIGURES))
     # The PDF carries no date, so rebuilding from the same results gives the same bytes.
@@ -79,15 +90,19 @@ def test_library_make_all_matches_the_scripts(tmp_path_factory, tmp_path, no_tra
     assert again[1].read_bytes() == (tmp_path / "accuracy.pdf").read_bytes()
 
 
-def test_one_family_folder_and_missing_families(tmp_path_factory, tmp_path):
-    root = smoke_results(tmp_path_factory)
+def test_one_family_folder_and_missing_families(smoke_root, tmp_path):
+    root = smoke_root
     script = _load_script(SCRIPTS / "fig_bounds.py")
     _check_files(script.main(root / "bounds", tmp_path / "one"), ["bounds"])  # a family folder directly
-    with pytest.warns(UserWarning, match="no results for family 'accuracy'"):
+    assert figures.find_results(root.parent, "bounds") == root / "bounds"  # found below the given folder
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         paths = figures.make_all(root / "bounds", tmp_path / "partial")
+        with pytest.raises(FileNotFoundError, match="no results"):
+            figures.make_all(tmp_path / "empty", tmp_path / "none")
     _check_files(paths, ["bounds"])
-    with pytest.raises(FileNotFoundError, match="no results"):
-        figures.make_all(tmp_path / "empty", tmp_path / "none")
+    skipped = [str(w.message) for w in caught if "no results for family" in str(w.message)]
+    assert len(skipped) == 4 + 5  # the four other families, then all five
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -127,8 +142,8 @@ def test_failed_cells_are_left_out_with_a_warning(tmp_path):
 # The budget figure's read-off equals running at the target epsilon.
 
 
-def test_removals_supported_read_off_equals_direct_runs(tmp_path_factory, tmp_path):
-    root = smoke_results(tmp_path_factory)
+def test_removals_supported_read_off_equals_direct_runs(smoke_root, tmp_path):
+    root = smoke_root
     trajectories = figures.load_results(root, "budget")
     config, grid = runner.load_config(CONFIGS / "budget.py", smoke=True)
     epsilon = 1.0

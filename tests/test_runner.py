@@ -19,13 +19,18 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "experiments" / "configs"
 FAMILIES = ("accuracy", "budget", "bounds", "timing", "multiclass")
 
-# A three-cell sweep on a digits subsample: small enough to run several times per test session.
+# The bounds family runs guo's calibration at epsilon = 1e6 on purpose (it measures bounds, not
+# certificates), and the library rightly warns that guo's formula under-noises there.
+pytestmark = pytest.mark.filterwarnings("ignore:cell .*under-noises:RuntimeWarning")
+
+# A three-cell sweep on digits 3 vs 8, small enough to run several times per test session. The tests
+# use the shapes of the smoke configs (all 285 rows), so the compiled code is shared.
 TINY_CONFIG = """
 from certunlearn.runner import default_config
 
 def get_config(variant="full"):
-    return default_config(family="tiny", dataset="digits", classes=(3, 8), n_train=120, l2_reg=1e-2,
-                          sigma=0.1, num_removals=3, checkpoint_every=2, seeds=(0, 1))
+    return default_config(family="tiny", dataset="digits", classes=(3, 8), l2_reg=1e-2, sigma=0.1,
+                          num_removals=3, checkpoint_every=2, seeds=(0, 1))
 
 def sweep(variant="full"):
     return [{"l2_reg": v} for v in (1e-2, 3e-2, 1e-1)]
@@ -121,8 +126,8 @@ def test_resume_after_interruption_gives_the_uninterrupted_table(tiny_config, tm
 
 
 def test_a_failing_cell_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
-    config = runner.default_config(family="failing", dataset="digits", classes=(3, 8), n_train=100,
-                                   l2_reg=1e-2, sigma=0.1, num_removals=2)
+    config = runner.default_config(family="failing", dataset="digits", classes=(3, 8), l2_reg=1e-2,
+                                   sigma=0.1, num_removals=2)
     path = tmp_path / "failing.py"
     path.write_text(textwrap.dedent(f"""
         from certunlearn.runner import default_config
@@ -150,10 +155,13 @@ def test_a_failing_cell_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch)
     assert calls == [key]  # only the failed cell is tried again
 
 
-def test_same_config_and_seed_give_identical_numbers(tmp_path):
-    config = runner.default_config(family="twice", dataset="digits", classes=(3, 8), n_train=150,
-                                   l2_reg=1e-2, sigma=0.1, num_removals=4, removal_batch=2,
-                                   removal_order="influence", checkpoint_every=1, seeds=(3,))
+# The exact-Newton solvers. (solver="cached" decides when to refactorise from measured wall times, so
+# its steps, though always certified, are not reproducible bit for bit.)
+@pytest.mark.parametrize("solver", ["cholesky", "cg"])
+def test_same_config_and_seed_give_identical_numbers(solver, tmp_path):
+    config = runner.default_config(family="twice", dataset="digits", classes=(3, 8), l2_reg=1e-2, sigma=0.1,
+                                   num_removals=4, removal_batch=2, removal_order="influence",
+                                   checkpoint_every=1, seeds=(3,), solver=solver)
     first = runner.run(config, out=tmp_path / "a", progress=False)
     second = runner.run(config, out=tmp_path / "b", progress=False)
     pd.testing.assert_frame_equal(_numbers(first), _numbers(second), check_exact=True)

@@ -3,12 +3,13 @@
 Binary pullover vs coat on Fashion-MNIST, logistic loss, l2_reg = 1e-3, sigma = 1, for growing
 subsamples n_train, with the three Newton solvers of the library ("cached": a kept Cholesky factor,
 downdated per removal and used to precondition CG; "cholesky": the Hessian rebuilt and factorised per
-removal, O(n d^2); "cg": matrix-free conjugate gradients). Each seed removes ``num_removals`` rows one at
-a time and retrains from scratch at the last step. The retrain reuses the initial fit's compiled code
+removal, O(n d^2); "cg": matrix-free conjugate gradients). Each seed removes ``num_removals`` rows one
+at a time and retrains from scratch at the last step. The retrain reuses the initial fit's compiled code
 (the runner keeps its shape fixed, see :mod:`certunlearn.runner`), so compilation is not counted;
-``timing_repeats`` > 1 would keep the fastest of several fits. The figure takes the median removal
-time over steps 2.. (step 1 may compile) and compares it with that retrain time. Timings depend on the machine and its load; the
-manifest records the host.
+``timing_repeats`` > 1 would keep the fastest of several fits. The figure takes the mean removal
+time over steps 2.. (amortised over the "cached" solver's occasional refactorisations; step 1 may
+compile), shows the median step as well, and compares them with that retrain time. Timings depend on
+the machine and its load; the manifest records the host.
 
 Run:    certunlearn sweep experiments/configs/timing.py --out results/timing
 Smoke:  certunlearn sweep experiments/configs/timing.py:smoke --out results-smoke/timing
