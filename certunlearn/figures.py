@@ -128,8 +128,8 @@ def seed_stats(table, by: Sequence[str], value: str, *, method: str = "median_iq
 
     >>> import pandas as pd
     >>> t = pd.DataFrame({"x": [1, 1, 1, 2], "seed": [0, 1, 2, 0], "v": [1.0, 2.0, 4.0, 5.0]})
-    >>> seed_stats(t, ["x"], "v").round(2).to_dict("records")
-    [{'x': 1, 'center': 2.0, 'low': 1.5, 'high': 3.0, 'n_seeds': 3}, {'x': 2, 'center': 5.0, 'low': 5.0, 'high': 5.0, 'n_seeds': 1}]
+    >>> seed_stats(t, ["x"], "v").values.tolist()
+    [[1.0, 2.0, 1.5, 3.0, 3.0], [2.0, 5.0, 5.0, 5.0, 1.0]]
     """
     import pandas as pd
 
