@@ -211,9 +211,11 @@ def test_bad_indices_raise_and_leave_model_unchanged():
 
 def test_guo_calibration_warns_where_it_under_noises():
     X, y = _binary(n=40, d=3)
-    with pytest.warns(UserWarning, match="under-noises"):
+    with pytest.warns(UserWarning, match="under-noises") as record:
         cu.fit(X, y, epsilon=10.0, delta=1e-5, calibration="guo", sigma=1.0)
+    assert any("calibration='analytic'" in str(r.message) for r in record)
     import warnings as w
     with w.catch_warnings():
         w.simplefilter("error")
-        cu.fit(X, y, epsilon=1.0, delta=1e-5, calibration="guo", sigma=1.0)
+        model = cu.fit(X, y, epsilon=1.0, delta=1e-5, calibration="guo", sigma=1.0)
+    assert model.certificate().calibration == "guo"
