@@ -117,8 +117,10 @@ class RemovalReport:
         the new training residual.
       residual_spent, residual_budget, epsilon: the model's state after the call.
       retrained: whether the removal was served by retraining with fresh noise.
-      solve_error: ``||H u - Delta||`` of the Newton step (NaN when no step was taken).
-      remainder: the bound on the Taylor remainder (NaN when no step was taken).
+      solve_error: ``||H u - Delta||`` of the Newton step (NaN when no step was taken). For the float64
+        "cached" path, against the cached (stale) factorisation; the staleness is in ``remainder``.
+      remainder: the bound on the Taylor remainder (NaN when no step was taken); for the float64
+        "cached" path it also bounds the curvature's staleness.
       exact_residual: ``||grad L_b(w_new; D')||`` when computed (``bound="exact"``), else NaN.
       solver_steps: solver iterations (Cholesky: 1). converged: whether the solve converged.
       seconds: wall time of the Newton step and its certificate; retrain_seconds: of the retrain (0 if none).
@@ -212,10 +214,9 @@ class CertifiedModel:
     _cache: Any = dataclasses.field(default=None, repr=False)  # curvature.CurvatureCache for "cached"
     _cache_stale: bool = dataclasses.field(default=False, repr=False)
     # Rent-or-buy refresh of the "cached" path (see _cached_step_float64): residual budget spent on
-    # curvature staleness since the last rebuild, the rebuild's and the last training's wall time.
+    # curvature staleness since the last rebuild, and the last training's cost in Hessian builds.
     _cache_excess: float = dataclasses.field(default=0.0, repr=False)
-    _cache_build_seconds: float = dataclasses.field(default=0.0, repr=False)
-    _train_seconds: float = dataclasses.field(default=math.inf, repr=False)
+    _train_cost: float = dataclasses.field(default=math.inf, repr=False)
 
     @property
     def n_retained(self) -> int:
@@ -563,11 +564,9 @@ def fit(
     retained = np.ones(n, dtype=bool)
     retained.setflags(write=False)
     params0 = jnp.zeros(shape, dtype)
-    start = time.perf_counter()
-    key, params, b, r0 = _train(data, config, calibration_, key, retained, params0)
+    key, params, b, r0, steps = _train(data, config, calibration_, key, retained, params0)
     return CertifiedModel(
-        params, b, retained, calibration_, Ledger.start(r0), key, config, r0, data,
-        _train_seconds=time.perf_counter() - start,
+        params, b, retained, calibration_, Ledger.start(r0), key, config, r0, data, _train_cost=float(steps)
     )
 
 
@@ -600,7 +599,7 @@ def _train(data: _Data, config: _Config, calibration_, key, retained, params0):
             f"the training residual {r0:.3g} alone exceeds the residual budget "
             f"{calibration_.residual_budget:.3g}; lower tol, use dtype='float64', or increase sigma"
         )
-    return key, result.params, b, r0
+    return key, result.params, b, r0, int(result.steps)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -713,32 +712,30 @@ def _cached_step_float64(model: CertifiedModel, step_args, need: int, *, rebuild
     is none (first removal, after a retrain), when it is full, when the stale step would not fit in the
     budget (``rebuild=True``), or by a rent-or-buy rule: staleness costs residual budget (the bound's
     excess over its Taylor part), and budget costs retraining time (a retrain restores the whole budget
-    ``B`` in time ``T``); so once the excess spent since the last rebuild reaches ``R * B / T``, with
-    ``R`` the time of that rebuild, paying for a rebuild is cheaper than continuing to pay in budget.
+    ``B`` at cost ``T``); so once the excess spent since the last rebuild reaches ``R * B / T``, with
+    ``R`` the cost of a rebuild, paying for a rebuild is cheaper than continuing to pay in budget. Costs
+    are counted, not timed, so results are reproducible: a rebuild is one Hessian, a retrain is one
+    Hessian per Newton step of the last training.
     Independently of cost, it is rebuilt when drift made the last bound ``cache_refresh_ratio`` times its
     Taylor part, which keeps the stale step close to the exact Newton step (and so to retraining).
 
-    Returns ``(result, stale, excess, build_seconds)`` with the bookkeeping for the next call.
+    Returns ``(result, stale, excess, rebuilt)`` with the bookkeeping for the next call.
     """
     cfg, data = model.config, model._data
     row_weights_d = step_args[-1]
     rebuild = rebuild or _cache_needs_rebuild(model, need)
     if rebuild:
-        start = time.perf_counter()
-        cache = jax.block_until_ready(_build_cache(model, step_args[3]))
-        build_seconds, excess = time.perf_counter() - start, 0.0
-        downdate_weights = jnp.zeros_like(row_weights_d)
+        cache, downdate_weights, excess = _build_cache(model, step_args[3]), jnp.zeros_like(row_weights_d), 0.0
     else:
-        cache, downdate_weights = model._cache, row_weights_d
-        build_seconds, excess = model._cache_build_seconds, model._cache_excess
+        cache, downdate_weights, excess = model._cache, row_weights_d, model._cache_excess
     out = removal.cached_removal(
         *step_args, downdate_weights, model.perturbation, cfg.l2_reg, cache, data.data_norm, data.max_row_norm,
         loss=cfg.loss, update=cfg.update, bound=cfg.bound,
     )
     excess += max(float(out.remainder) - float(out.taylor), 0.0)
-    stale = excess >= build_seconds * model.calibration.residual_budget / max(model._train_seconds, 1e-9)
+    stale = excess >= model.calibration.residual_budget / max(model._train_cost, 1.0)
     stale |= float(out.remainder) > cfg.refresh_ratio * float(out.taylor) + 1e-300
-    return out, stale, excess, build_seconds, rebuild
+    return out, stale, excess, rebuild
 
 
 def remove(model: CertifiedModel, indices) -> tuple[CertifiedModel, RemovalReport]:
@@ -782,11 +779,11 @@ def remove(model: CertifiedModel, indices) -> tuple[CertifiedModel, RemovalRepor
     need = bucket * curvature.columns_per_row(model.params.shape)
     use_cache = cfg.solver == "cached" and need <= _cache_columns(model)
     if use_cache and cfg.dtype == "float64":
-        out, cache_stale, excess, build_seconds, rebuilt = _cached_step_float64(model, step_args, need)
+        out, cache_stale, excess, rebuilt = _cached_step_float64(model, step_args, need)
         if not rebuilt and _step_spent(model, out.solve_error, out.remainder, out.exact_residual) > c.residual_budget:
             # A fresh factorisation (an exact Newton step) may still fit where the stale one does not.
-            out, cache_stale, excess, build_seconds, _ = _cached_step_float64(model, step_args, need, rebuild=True)
-        cache_book = dict(_cache_excess=excess, _cache_build_seconds=build_seconds)
+            out, cache_stale, excess, _ = _cached_step_float64(model, step_args, need, rebuild=True)
+        cache_book = dict(_cache_excess=excess)
         step = removal.NewtonStep(out.params, jnp.asarray(True), jnp.asarray(0), out.solve_error)
         cache = out.cache
         terms = removal.ResidualTerms(out.solve_error, out.remainder, out.exact_residual)
@@ -858,12 +855,12 @@ def remove(model: CertifiedModel, indices) -> tuple[CertifiedModel, RemovalRepor
         )
 
     start = time.perf_counter()
-    key, params, b, r0 = _train(data, cfg, c, model.key, keep, model.params)
+    key, params, b, r0, steps = _train(data, cfg, c, model.key, keep, model.params)
     retrain_seconds = time.perf_counter() - start
     ledger = model.ledger.after_retrain(r0, idx.size)
     new_model = dataclasses.replace(
         model, params=params, perturbation=b, retained=keep, ledger=ledger, key=key, training_residual=r0,
-        _cache=None, _cache_stale=False, _cache_excess=0.0, _train_seconds=retrain_seconds,
+        _cache=None, _cache_stale=False, _cache_excess=0.0, _train_cost=float(steps),
     )
     report = RemovalReport(
         idx, r0, r0, c.residual_budget, c.epsilon_spent(r0), True, **diagnostics, retrain_seconds=retrain_seconds
