@@ -850,7 +850,8 @@ def sweep(config, *, out, smoke: bool = False, overrides: Sequence[str] | Mappin
     family = str(base.get("family", "custom"))
     manifest = {
         "family": family,
-        "variant": "smoke" if smoke or str(config).endswith(":smoke") else "full",
+        "variant": "smoke" if smoke or (isinstance(config, (str, os.PathLike))
+                                        and os.fspath(config).endswith(":smoke")) else "full",
         "config": base.to_dict(),
         "overrides": list(overrides.items()) if isinstance(overrides, Mapping) else list(overrides),
         "sweep": grid,
@@ -933,5 +934,6 @@ def run(config, *, overrides: Sequence[str] | Mapping = (), out, smoke: bool = F
     The same store as :func:`sweep` (cells/, results.csv, manifest.json), with a one-cell grid.
     Returns the cell's table.
     """
+    smoke = smoke or (isinstance(config, (str, os.PathLike)) and os.fspath(config).endswith(":smoke"))
     cfg, _ = load_config(config, smoke=smoke)
     return sweep(cfg, out=out, smoke=smoke, overrides=overrides, progress=progress)

@@ -229,6 +229,14 @@ def test_config_spellings_resolve_to_the_same_config():
         runner.load_config("no-such-family")
 
 
+def test_run_records_the_smoke_variant_of_a_suffixed_path(tmp_path):
+    table = runner.run(f"{CONFIGS / 'bounds.py'}:smoke", overrides=["seeds=(0,)", "num_removals=2"],
+                       out=tmp_path, progress=False)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["variant"] == "smoke" and manifest["family"] == "bounds"
+    assert table["cell"].nunique() == 1 and set(table["dataset"]) == {"digits"}
+
+
 def test_overrides_are_parsed_checked_and_win_over_the_grid(tiny_config, tmp_path):
     assert runner.parse_override("classes=(2, 4)") == ("classes", (2, 4))
     assert runner.parse_override("seeds=[0, 1]") == ("seeds", (0, 1))
