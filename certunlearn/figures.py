@@ -516,3 +516,16 @@ def make_all(results_dir, out_dir) -> list[Path]:
     if not paths:
         raise FileNotFoundError(f"no results for any figure ({', '.join(missing)}) under {results_dir}")
     return paths
+
+
+def script_main(name: str, doc: str, argv=None) -> int:
+    """The command line of a ``paper_figures/fig_<name>.py`` script: ``RESULTS_DIR [OUT_DIR]``."""
+    import sys
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not 1 <= len(argv) <= 2:
+        print(doc, file=sys.stderr)
+        return 2
+    for path in make_figure(name, *argv):
+        print(path)
+    return 0

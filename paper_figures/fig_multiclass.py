@@ -13,18 +13,12 @@ from pathlib import Path
 from certunlearn import figures
 
 NAME = "multiclass"
-FAMILY = "multiclass"
 
 
 def main(results_dir, out_dir="figures") -> list[Path]:
     """Loads the results, computes the statistics over seeds, plots and saves; returns [png, pdf]."""
-    table = figures.load_results(results_dir, FAMILY)
-    fig, _ = figures.plot_multiclass(table)
-    return figures.save(fig, out_dir, NAME)
+    return figures.make_figure(NAME, results_dir, out_dir)
 
 
 if __name__ == "__main__":
-    if not 2 <= len(sys.argv) <= 3:
-        sys.exit(__doc__)
-    for path in main(*sys.argv[1:]):
-        print(path)
+    sys.exit(figures.script_main(NAME, __doc__))
