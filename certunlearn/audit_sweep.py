@@ -43,11 +43,7 @@ import dataclasses
 import hashlib
 import json
 import math
-import time
-import traceback
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -239,30 +235,6 @@ def _error_table(cell: AuditCell, message: str):
 # The sweep.
 
 
-def _write_json(path, obj) -> None:
-    runner.atomic_write_text(path, json.dumps(_jsonable(obj), indent=2, sort_keys=True) + "\n")
-
-
-def _jsonable(obj):
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, (str, int, float, bool)) or obj is None:
-        return obj
-    return repr(obj)
-
-
-def _write_table(path, table) -> None:
-    runner.atomic_write_text(path, table.to_csv(index=False))
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
-
-
 def sweep(config, *, out, smoke: bool = False, overrides: Sequence[str] | Mapping = (), progress: bool = True):
     """Runs every cell of an audit config's grid into ``out`` and returns the combined table.
 
@@ -286,9 +258,6 @@ def sweep(config, *, out, smoke: bool = False, overrides: Sequence[str] | Mappin
       ValueError: an unknown config key, an override of the wrong type, or settings no cell can take
         (bad ``seeds`` or ``kinds``); nothing is written then.
     """
-    import pandas as pd
-    from tqdm.auto import tqdm
-
     base, grid = load_config(config, smoke=smoke)
     cells: dict[str, AuditCell] = {}
     try:
@@ -299,86 +268,16 @@ def sweep(config, *, out, smoke: bool = False, overrides: Sequence[str] | Mappin
     except TypeError as err:  # ConfigDict's type lock, e.g. --set kinds=calibrator for a tuple
         raise ValueError(f"{err}; write tuples as Python literals, e.g. kinds='(\"calibrator\",)'") from err
 
-    out = Path(out)
-    cells_dir = out / runner.CELLS_DIR
-    cells_dir.mkdir(parents=True, exist_ok=True)
-    family = str(base.get("family", FAMILY))
     manifest = {
-        "family": family,
+        "family": str(base.get("family", FAMILY)),
         "variant": "smoke" if smoke or str(config).endswith(":smoke") else "full",
         "config": base.to_dict(),
         "overrides": list(overrides.items()) if isinstance(overrides, Mapping) else list(overrides),
         "sweep": grid,
-        "seeds": sorted({s for c in cells.values() for s in c.seeds}),
-        "started": _now(),
-        "finished": None,
-        "complete": False,
-        **runner.environment(),
-        "cells": {k: {"params": c.params(), "status": "pending"} for k, c in cells.items()},
     }
+    return runner.run_cells(cells, out=out, manifest=manifest, run_cell=run_cell, error_table=_error_table,
+                            summarize=_summarize, progress=progress)
 
-    def record(key, **info):
-        manifest["cells"][key].update(info)
 
-    def assemble():
-        tables = []
-        for key, cell in cells.items():
-            path = cells_dir / f"{key}.csv"
-            if path.exists():
-                tables.append(pd.read_csv(path))
-            elif manifest["cells"][key]["status"] == "error":
-                tables.append(_error_table(cell, manifest["cells"][key]["error"]))
-        table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
-        _write_table(out / runner.RESULTS_FILE, table)
-        return table
-
-    start_all = time.perf_counter()
-    interrupted = False
-    try:
-        bar = tqdm(cells.items(), total=len(cells), desc=f"{family} cells", disable=not progress, unit="cell")
-        for key, cell in bar:
-            path = cells_dir / f"{key}.csv"
-            if path.exists():
-                record(key, status="ok", skipped=True)
-                continue
-            start = time.perf_counter()
-            record(key, status="running", started=_now())
-            try:
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always")
-                    table = run_cell(cell)
-            except Exception as err:  # noqa: BLE001 - a failed cell is data; the sweep goes on
-                seconds = time.perf_counter() - start
-                message = f"{type(err).__name__}: {err}"
-                info = dict(status="error", error=message, traceback=traceback.format_exc(), seconds=seconds)
-                record(key, **info)
-                _write_json(cells_dir / f"{key}.json", {"params": cell.params(), **info})
-                if progress:
-                    bar.write(f"cell {key} failed: {message}")
-            else:
-                seconds = time.perf_counter() - start
-                messages = sorted({f"{w.category.__name__}: {w.message}" for w in caught})
-                for message in messages:  # once per cell, not once per fit
-                    warnings.warn(f"cell {key}: {message}", RuntimeWarning, stacklevel=2)
-                flagged = int(table["flagged"].astype(bool).sum())
-                info = dict(status="ok", seconds=seconds, finished=_now(), warnings=messages, flagged=flagged)
-                _write_json(cells_dir / f"{key}.json", {"params": cell.params(), **info})
-                _write_table(path, table)  # written last: its presence marks the cell done
-                record(key, **info)
-                bar.set_postfix(max_eps_lb=f"{table['epsilon_lb'].max():.2f}", flagged=flagged)
-            _write_json(out / runner.MANIFEST_FILE, manifest)
-    except BaseException:
-        interrupted = True
-        raise
-    finally:
-        for info in manifest["cells"].values():
-            if info["status"] == "running":
-                info["status"] = "interrupted"
-        manifest["finished"] = _now()
-        manifest["wall_seconds"] = time.perf_counter() - start_all
-        manifest["complete"] = not interrupted and all(
-            i["status"] in ("ok", "error") for i in manifest["cells"].values())
-        manifest["failed"] = sorted(k for k, i in manifest["cells"].items() if i["status"] == "error")
-        table = assemble()
-        _write_json(out / runner.MANIFEST_FILE, manifest)
-    return runner.load_results(out) if len(table) else table
+def _summarize(table) -> dict[str, Any]:
+    return {"flagged": int(table["flagged"].astype(bool).sum()), "max_eps_lb": round(float(table["epsilon_lb"].max()), 4)}

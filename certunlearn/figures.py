@@ -20,6 +20,9 @@ Figures (``FIGURES``):
 * ``timing``: seconds per removal and per retrain against n, per solver (family ``timing``).
 * ``multiclass``: test accuracy (unlearned; retrained at checkpoints) and the budget fraction spent
   against removals, binary vs softmax (family ``multiclass``).
+
+:func:`registry` adds the figure of every :mod:`certunlearn.families` module (``audit``: certified epsilon
+against the audited epsilon_LB; and the task families'), so ``certunlearn figures`` builds them all.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ __all__ = [
     "load_results",
     "make_all",
     "make_figure",
+    "registry",
     "plot_accuracy",
     "plot_bounds",
     "plot_budget",
@@ -488,11 +492,30 @@ FIGURES: dict[str, tuple[str, Callable]] = {
 }
 
 
+def registry() -> dict[str, tuple[str, Callable]]:
+    """Every figure: ``FIGURES`` plus each :mod:`certunlearn.families` module that defines ``FAMILY`` and ``plot``.
+
+    The family modules are found by name (a plugin registry), so a new family needs no edit here.
+    """
+    import importlib
+    import pkgutil
+
+    # Loaded by name: the family modules are plugins that sit above this one (they import it).
+    _families = importlib.import_module("certunlearn.families")
+    found = dict(FIGURES)
+    for info in sorted(pkgutil.iter_modules(_families.__path__), key=lambda i: i.name):
+        module = importlib.import_module(f"{_families.__name__}.{info.name}")
+        if hasattr(module, "FAMILY") and callable(getattr(module, "plot", None)):
+            found.setdefault(module.FAMILY, (module.FAMILY, module.plot))
+    return found
+
+
 def make_figure(name: str, results_dir, out_dir) -> list[Path]:
-    """Builds one figure of ``FIGURES`` from the results under ``results_dir``; returns [png, pdf]."""
-    if name not in FIGURES:
-        raise ValueError(f"name must be one of {list(FIGURES)}, got {name!r}")
-    family, plot = FIGURES[name]
+    """Builds one figure of :func:`registry` from the results under ``results_dir``; returns [png, pdf]."""
+    figs = registry()
+    if name not in figs:
+        raise ValueError(f"name must be one of {list(figs)}, got {name!r}")
+    family, plot = figs[name]
     table = load_results(results_dir, family)
     fig, _ = plot(table)
     return save(fig, out_dir, name)
@@ -507,7 +530,7 @@ def make_all(results_dir, out_dir) -> list[Path]:
       FileNotFoundError: when no family has results.
     """
     paths, missing = [], []
-    for name in FIGURES:
+    for name in registry():
         try:
             paths.extend(make_figure(name, results_dir, out_dir))
         except FileNotFoundError as err:

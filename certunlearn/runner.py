@@ -76,6 +76,7 @@ import ast
 import dataclasses
 import functools
 import hashlib
+import importlib
 import importlib.metadata
 import importlib.util
 import json
@@ -99,6 +100,7 @@ __all__ = [
     "ORDERS",
     "TIMING_COLUMNS",
     "CellConfig",
+    "TaskCell",
     "apply_overrides",
     "atomic_write_text",
     "cell_key",
@@ -111,6 +113,8 @@ __all__ = [
     "run",
     "run_cell",
     "run_seed",
+    "run_task_cell",
+    "run_cells",
     "sweep",
 ]
 
@@ -284,6 +288,96 @@ class CellConfig:
                 value = "all" if value is None else ",".join(str(c) for c in value)
             out[f.name] = math.nan if value is None else value
         return out
+
+
+def _task_value(name: str, value):
+    """A setting as a hashable, JSON-compatible value: lists -> tuples, NumPy scalars -> Python."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, (list, tuple)):
+        return tuple(_task_value(name, v) for v in value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{name} must be finite in a config, got {value!r}")
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    raise ValueError(f"{name} must be a str, number, bool, None or a tuple of those, got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskCell:
+    """One cell of a *task* family (:mod:`certunlearn.families`): settings run by a ``run_seed`` function.
+
+    A config with a ``task`` field (``"package.module:function"``) is a task family: every other field but
+    ``family`` and ``seeds`` is a setting, passed as a dict to ``function(settings, seed) -> list of rows``.
+
+    >>> cell = TaskCell.from_config({"family": "f", "task": "m:run_seed", "seeds": [0, 1], "n": 5, "ab": [1, 2]})
+    >>> cell.settings_dict(), cell.seeds, cell.columns()["ab"]
+    ({'ab': (1, 2), 'n': 5}, (0, 1), '1,2')
+    """
+
+    family: str
+    task: str
+    settings: tuple[tuple[str, Any], ...]
+    seeds: tuple[int, ...] = (0,)
+
+    @classmethod
+    def from_config(cls, config: Any) -> TaskCell:
+        values = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+        task = values.pop("task")
+        family = values.pop("family", "custom")
+        seeds = values.pop("seeds", (0,))
+        if not isinstance(task, str) or task.count(":") != 1:
+            raise ValueError(f'task must look like "package.module:function", got {task!r}')
+        if isinstance(seeds, (int, np.integer)):
+            seeds = (seeds,)
+        if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Iterable):
+            raise ValueError(f"seeds must be a tuple of non-negative ints, got {seeds!r}")
+        seeds = tuple(_int("seeds", s, minimum=0) for s in seeds)
+        if not seeds or len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds must be a non-empty tuple of distinct ints, got {seeds!r}")
+        settings = tuple(sorted((str(k), _task_value(str(k), v)) for k, v in values.items()))
+        return cls(family=str(family), task=task, settings=settings, seeds=seeds)
+
+    def settings_dict(self) -> dict[str, Any]:
+        return dict(self.settings)
+
+    def params(self) -> dict[str, Any]:
+        return _jsonable({"family": self.family, "task": self.task, **self.settings_dict(), "seeds": self.seeds})
+
+    @property
+    def key(self) -> str:
+        return cell_key(self)
+
+    def columns(self) -> dict[str, Any]:
+        """Settings as table columns: tuples as ``"a,b"``, ``None`` as NaN."""
+        out = {"family": self.family}
+        for name, value in self.settings:
+            if isinstance(value, tuple):
+                value = ",".join(str(v) for v in value)
+            out[name] = math.nan if value is None else value
+        return out
+
+    def function(self):
+        """The ``run_seed`` callable named by ``task``."""
+        module_name, _, attr = self.task.partition(":")
+        module = importlib.import_module(module_name)
+        try:
+            return getattr(module, attr)
+        except AttributeError:
+            raise ValueError(f"task {self.task!r}: module {module_name} has no {attr!r}") from None
+
+
+def run_task_cell(cell: TaskCell):
+    """Runs every seed of a :class:`TaskCell` through its ``run_seed``; the rows as a DataFrame."""
+    import pandas as pd
+
+    fn = cell.function()
+    rows = []
+    for seed in cell.seeds:
+        for r in fn(cell.settings_dict(), seed):
+            rows.append({**cell.columns(), "cell": cell.key, "status": "ok", "error": "", "seed": seed, **r})
+    return pd.DataFrame(rows)
+
 
 
 def default_config(**changes):
@@ -757,12 +851,13 @@ def _read_cell(path):
     return pd.read_csv(path, keep_default_na=True)
 
 
-def _error_table(cell: CellConfig, message: str):
+def _error_table(cell, message: str):
     import pandas as pd
 
     params = cell.columns()
+    extra = {} if isinstance(cell, TaskCell) else {"step": math.nan}
     return pd.DataFrame([{**params, "cell": cell.key, "status": "error", "error": message, "seed": math.nan,
-                          "step": math.nan}])
+                          **extra}])
 
 
 def _versions() -> dict[str, str | None]:
@@ -819,10 +914,9 @@ def sweep(config, *, out, smoke: bool = False, overrides: Sequence[str] | Mappin
     """Runs every cell of a config's grid into ``out`` and returns the combined table.
 
     Each grid entry is applied to the config, then ``overrides`` (so ``--set`` wins over the grid;
-    grid points that become identical are run once). Finished cells (``out/cells/<key>.csv``) are
-    skipped, failed ones are recorded and retried on the next run, and ``results.csv`` and
-    ``manifest.json`` are rewritten atomically after every cell and at the end (also on interruption,
-    which is then re-raised).
+    grid points that become identical are run once). A config with a ``task`` field is a task family
+    (:class:`TaskCell`, :mod:`certunlearn.families`); otherwise every cell is a removal sequence
+    (:class:`CellConfig`). The store is :func:`run_cells`'s.
 
     Args:
       config: what :func:`load_config` accepts.
@@ -834,27 +928,56 @@ def sweep(config, *, out, smoke: bool = False, overrides: Sequence[str] | Mappin
     Returns:
       The combined table (a pandas DataFrame), as stored in ``out/results.csv``.
     """
-    import pandas as pd
-    from tqdm.auto import tqdm
-
     base, grid = load_config(config, smoke=smoke)
     base = apply_overrides(base, overrides)
-    cells: dict[str, CellConfig] = {}
+    make, run_one = (TaskCell.from_config, run_task_cell) if "task" in base else (CellConfig.from_config, run_cell)
+    cells: dict[str, Any] = {}
     for entry in grid:
-        cell = CellConfig.from_config(apply_overrides(apply_overrides(base, entry), overrides))
+        cell = make(apply_overrides(apply_overrides(base, entry), overrides))
         cells.setdefault(cell.key, cell)
-
-    out = Path(out)
-    cells_dir = out / CELLS_DIR
-    cells_dir.mkdir(parents=True, exist_ok=True)
-    family = str(base.get("family", "custom"))
     manifest = {
-        "family": family,
+        "family": str(base.get("family", "custom")),
         "variant": "smoke" if smoke or (isinstance(config, (str, os.PathLike))
                                         and os.fspath(config).endswith(":smoke")) else "full",
         "config": base.to_dict(),
         "overrides": list(overrides.items()) if isinstance(overrides, Mapping) else list(overrides),
         "sweep": grid,
+    }
+    return run_cells(cells, out=out, manifest=manifest, run_cell=run_one, error_table=_error_table,
+                     progress=progress)
+
+
+def run_cells(cells: Mapping[str, Any], *, out, manifest: Mapping[str, Any], run_cell, error_table,
+              summarize=None, progress: bool = True):
+    """The resumable results store shared by every family: runs ``run_cell(cell)`` for each cell not done yet.
+
+    Finished cells (``out/cells/<key>.csv``) are skipped; a cell that raises is recorded (status "error",
+    message, traceback) and the loop goes on; ``results.csv`` and ``manifest.json`` are rewritten atomically
+    after every cell and at the end (also on interruption, which is then re-raised).
+
+    Args:
+      cells: ``{key: cell}``; a cell has ``params()`` (JSON-compatible) and ``seeds``.
+      out: the results folder (created if needed).
+      manifest: the family's entries of ``manifest.json`` (``family``, ``variant``, ``config``, ...); the
+        environment, seeds, per-cell status and wall time are added here.
+      run_cell: ``cell -> DataFrame`` of the cell's rows.
+      error_table: ``(cell, message) -> DataFrame``, the row recorded for a failed cell.
+      summarize: optional ``table -> dict`` of a finished cell's headline numbers, recorded in its manifest
+        entry and shown on the progress bar.
+      progress: show a tqdm progress bar over cells.
+
+    Returns:
+      The combined table (a pandas DataFrame), as stored in ``out/results.csv``.
+    """
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    out = Path(out)
+    cells_dir = out / CELLS_DIR
+    cells_dir.mkdir(parents=True, exist_ok=True)
+    family = str(manifest.get("family", "custom"))
+    manifest = {
+        **manifest,
         "seeds": sorted({s for c in cells.values() for s in c.seeds}),
         "started": _now(),
         "finished": None,
@@ -873,7 +996,7 @@ def sweep(config, *, out, smoke: bool = False, overrides: Sequence[str] | Mappin
             if path.exists():
                 tables.append(_read_cell(path))
             elif manifest["cells"][key]["status"] == "error":
-                tables.append(_error_table(cell, manifest["cells"][key]["error"]))
+                tables.append(error_table(cell, manifest["cells"][key]["error"]))
         table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
         _write_table(out / RESULTS_FILE, table)
         return table
@@ -906,10 +1029,13 @@ def sweep(config, *, out, smoke: bool = False, overrides: Sequence[str] | Mappin
                 messages = sorted({f"{w.category.__name__}: {w.message}" for w in caught})
                 for message in messages:  # once per cell, not once per fit
                     warnings.warn(f"cell {key}: {message}", RuntimeWarning, stacklevel=2)
-                info = dict(status="ok", seconds=seconds, finished=_now(), warnings=messages)
+                summary = summarize(table) if summarize is not None else {}
+                info = dict(status="ok", seconds=seconds, finished=_now(), warnings=messages, **summary)
                 _write_json(cells_dir / f"{key}.json", {"params": cell.params(), **info})
                 _write_table(path, table)  # written last: its presence marks the cell done
                 record(key, **info)
+                if summary:
+                    bar.set_postfix(summary)
             _write_json(out / MANIFEST_FILE, manifest)
     except BaseException:
         interrupted = True

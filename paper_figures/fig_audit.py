@@ -14,110 +14,17 @@ Usage: python paper_figures/fig_audit.py RESULTS_DIR [OUT_DIR]
   RESULTS_DIR: the family's results folder, or a root with one folder per family.
 """
 
-import math
 import sys
-from pathlib import Path
 
-import numpy as np
-
-from certunlearn import audit, figures
+from certunlearn import figures
 
 NAME = "audit"
-FAMILY = "audit"
-
-_KINDS = {"calibrator": "calibrator: Gaussian mechanism at its budget", "end-to-end": "end to end: remove vs retrain"}
-_MARKERS = {"analytic": "o", "guo": "^"}
-_STYLE = {"figure.dpi": 100, "font.size": 9, "axes.grid": True, "grid.alpha": 0.3, "legend.fontsize": 7}
-# Settings that a grid might vary besides epsilon and calibration; each one that does gets its own series.
-_AXES = ("l2_reg", "delta", "alpha", "num_seeds", "calibrator_num_samples", "calibrator_residual_budget", "bound",
-         "update", "distinguisher", "loss", "dataset", "classes", "data_seed")
 
 
-def _mechanism_label(kind: str, mechanism: str) -> str:
-    if mechanism == "certified":
-        return "\u03c3 as calibrated" if kind == "calibrator" else "Newton removal (certified)"
-    if mechanism.startswith("sigma x"):
-        return f"\u03c3 \u00d7 {mechanism[len('sigma x'):]} (mis-calibrated)"
-    return f"{mechanism} (broken)"
-
-
-def _max_detectable(part) -> float:
-    """The largest epsilon_LB of a test with no errors: ln((1 - delta - u) / u), u = CP upper bound of 0 of N."""
-    row = part.iloc[0]
-    n = int(min(row["test_n_negative"], row["test_n_positive"]))
-    u = audit.clopper_pearson_upper(0, n, float(row["test_bound_alpha"]))
-    return math.log((1.0 - float(row["delta"]) - u) / u)
-
-
-def audit_stats(table, *, method: str = "median_iqr"):
-    """epsilon_LB per series and certified epsilon: centre and spread over seeds (``figures.seed_stats``).
-
-    Returns:
-      ``(stats, series)``: the statistics (one row per series and epsilon) and the series columns.
-    """
-    table = table.assign(certified=table["certified_epsilon"].round(6))
-    series = ["kind", "mechanism", "calibration"] + [c for c in _AXES if c in table and table[c].nunique() > 1]
-    return figures.seed_stats(table, series + ["certified"], "epsilon_lb", method=method), series
-
-
-def plot_audit(table, *, method: str = "median_iqr"):
-    """Audited epsilon_LB (median and IQR over seeds) against the certified epsilon, one panel per kind."""
-    from matplotlib import rc_context
-    from matplotlib.figure import Figure
-
-    stats, series = audit_stats(table, method=method)
-    kinds = [k for k in _KINDS if k in set(stats["kind"])]
-    with rc_context(_STYLE):
-        fig = Figure(figsize=(4.3 * len(kinds), 4.6), layout="constrained")
-        axes = fig.subplots(1, len(kinds), squeeze=False, sharey=True)[0]
-    top = max(float(stats["certified"].max()), float(np.nanmax(stats["high"])))
-    lim = top * 1.08 + 0.05
-    colors = {}
-    for ax, kind in zip(axes, kinds):
-        part = stats[stats["kind"] == kind]
-        groups = list(part.groupby(series, sort=True))
-        step = 0.012 * lim
-        for i, (key, group) in enumerate(groups):
-            values = dict(zip(series, key))
-            mechanism, calibration = values["mechanism"], values["calibration"]
-            extra = ", ".join(f"{c} = {values[c]}" for c in series[3:])
-            label = f"{_mechanism_label(kind, mechanism)}, {calibration}" + (f", {extra}" if extra else "")
-            color = colors.setdefault((mechanism, extra), f"C{len(colors)}")
-            x = group["certified"] + (i - (len(groups) - 1) / 2) * step
-            ax.errorbar(x, group["center"], yerr=[group["center"] - group["low"], group["high"] - group["center"]],
-                        fmt=_MARKERS.get(calibration, "s"), color=color, markersize=4, capsize=2, linewidth=1,
-                        label=label)
-        grid = np.linspace(0.0, lim, 2)
-        ax.plot(grid, grid, color="k", linestyle="--", linewidth=1, label="\u03b5_LB = certified \u03b5")
-        ax.fill_between(grid, grid, lim, color="tab:red", alpha=0.06, linewidth=0)
-        ceiling = _max_detectable(table[table["kind"] == kind])
-        if ceiling < lim:
-            n = int(table.loc[table["kind"] == kind, "num_samples"].iloc[0])
-            ax.axhline(ceiling, color="grey", linestyle=":", linewidth=1, label=f"largest \u03b5_LB N = {n:,} can show")
-        ax.set_xlim(0.0, lim)
-        ax.set_ylim(-0.05 * lim, lim)
-        ax.set_xlabel("certified \u03b5")
-        ax.set_title(_KINDS[kind], fontsize=8)
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1, frameon=False)
-    axes[0].set_ylabel("audited \u03b5_LB")
-    sizes = "; ".join(
-        f"{k}: N = {int(table.loc[table['kind'] == k, 'num_samples'].iloc[0]):,} per side" for k in kinds)
-    first = table.iloc[0]
-    task = f"{first['dataset']} {first['classes']}" if "dataset" in table else ""
-    fig.suptitle(f"{task}, \u03b4 = {first['delta']:g}, {1 - first['alpha']:.0%} confidence ({sizes}); "
-                 f"{figures.spread_label(method, stats['n_seeds'])}", fontsize=8)
-    return fig, (axes[0] if len(kinds) == 1 else axes)
-
-
-def main(results_dir, out_dir="figures") -> list[Path]:
+def main(results_dir, out_dir="figures"):
     """Loads the results, computes the statistics over seeds, plots and saves; returns [png, pdf]."""
-    table = figures.load_results(results_dir, FAMILY)
-    fig, _ = plot_audit(table)
-    return figures.save(fig, out_dir, NAME)
+    return figures.make_figure(NAME, results_dir, out_dir)
 
 
 if __name__ == "__main__":
-    if not 2 <= len(sys.argv) <= 3:
-        sys.exit(__doc__)
-    for path in main(*sys.argv[1:]):
-        print(path)
+    sys.exit(figures.script_main(NAME, __doc__))

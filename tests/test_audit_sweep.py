@@ -217,5 +217,7 @@ def test_figure_script_writes_png_and_pdf_from_stored_results(smoke, tmp_path, m
     for path in paths:
         assert path.stat().st_size > 1000
     assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and paths[1].read_bytes()[:5] == b"%PDF-"
-    stats, series = module.audit_stats(figures.load_results(out))
+    from certunlearn.families import audit as audit_family
+
+    stats, series = audit_family.audit_stats(figures.load_results(out))
     assert (stats["n_seeds"] == 2).all() and series[:3] == ["kind", "mechanism", "calibration"]

@@ -5,6 +5,7 @@ import math
 import os
 import re
 import textwrap
+import types
 from pathlib import Path
 
 import jax
@@ -325,3 +326,60 @@ def test_reference_fit_equals_a_fit_on_the_retained_rows():
     sliced = cu.fit(dataset.X_train[keep], dataset.y_train[keep], key=key,
                     **runner._fit_kwargs(cell, dataset.num_classes))
     np.testing.assert_allclose(np.asarray(reference.params), np.asarray(sliced.params), rtol=0, atol=1e-9)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Task families (certunlearn.families): settings -> run_seed(settings, seed) -> rows.
+
+def toy_run_seed(settings, seed):
+    """A task for the tests: rows from a seeded NumPy draw; raises when asked to."""
+    if settings["fail"]:
+        raise RuntimeError("toy cell failed on purpose")
+    rng = np.random.default_rng(seed)
+    return [{"step": i, "value": settings["scale"] * float(rng.normal()), "run_seconds": 0.0} for i in range(3)]
+
+
+def _toy_config():
+    import ml_collections
+
+    return ml_collections.ConfigDict(
+        {"family": "toy", "task": "test_runner:toy_run_seed", "seeds": (0, 1), "scale": 1.0, "fail": False,
+         "classes": (3, 8), "note": None})
+
+
+def test_task_family_sweep_resumes_and_records_failures(tmp_path, monkeypatch):
+    module = types.ModuleType("toy_config")
+    module.get_config = lambda variant="full": _toy_config()
+    module.sweep = lambda variant="full": [{"scale": 1.0}, {"scale": 2.0}, {"scale": 3.0, "fail": True}]
+    table = runner.sweep(module, out=tmp_path, progress=False)
+    ok = table[table["status"] == "ok"]
+    assert len(ok) == 2 * 2 * 3 and set(ok["scale"]) == {1.0, 2.0}
+    bad = table[table["status"] == "error"]
+    assert len(bad) == 1 and "toy cell failed on purpose" in bad["error"].iloc[0]
+    for seed in (0, 1):  # values equal an independent draw
+        expect = 2.0 * np.random.default_rng(seed).normal(size=3)
+        got = ok[(ok["scale"] == 2.0) & (ok["seed"] == seed)].sort_values("step")["value"]
+        np.testing.assert_allclose(got, expect, rtol=1e-12)
+    assert set(ok["classes"]) == {"3,8"} and ok["note"].isna().all() and set(ok["family"]) == {"toy"}
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["family"] == "toy" and len(manifest["failed"]) == 1 and manifest["seeds"] == [0, 1]
+    # A second run redoes only the failed cell.
+    again = runner.sweep(module, out=tmp_path, progress=False)
+    cells = json.loads((tmp_path / "manifest.json").read_text())["cells"]
+    assert sorted(bool(c.get("skipped")) for c in cells.values()) == [False, True, True]
+    assert [c["status"] for c in cells.values() if not c.get("skipped")] == ["error"]
+    pd.testing.assert_frame_equal(again[again["status"] == "ok"].reset_index(drop=True), ok.reset_index(drop=True))
+
+
+def test_task_cell_validation():
+    with pytest.raises(ValueError, match="task must look like"):
+        runner.TaskCell.from_config({"task": "no_colon", "seeds": (0,)})
+    with pytest.raises(ValueError, match="seeds must be"):
+        runner.TaskCell.from_config({"task": "m:f", "seeds": (1, 1)})
+    with pytest.raises(ValueError, match="x must be finite"):
+        runner.TaskCell.from_config({"task": "m:f", "x": float("nan")})
+    a = runner.TaskCell.from_config({"task": "m:f", "b": 1, "a": (1, 2)})
+    b = runner.TaskCell.from_config({"a": [1, 2], "task": "m:f", "b": 1})
+    assert a.key == b.key and a.key != runner.TaskCell.from_config({"task": "m:f", "b": 2, "a": (1, 2)}).key
+    with pytest.raises(ValueError, match="has no 'nope'"):
+        runner.TaskCell.from_config({"task": "certunlearn.runner:nope"}).function()
