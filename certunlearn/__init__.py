@@ -34,6 +34,7 @@ from certunlearn.api import (
     CertifiedModel,
     RemovalReport,
     fit,
+    fit_batch,
     remove,
 )
 from certunlearn.calibration import Calibration, calibrate
@@ -66,6 +67,7 @@ __all__ = [
     "evaluate",
     "audit",
     "fit",
+    "fit_batch",
     "get_loss",
     "hessian",
     "load",

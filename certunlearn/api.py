@@ -19,6 +19,7 @@ References:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 import warnings
@@ -40,6 +41,7 @@ __all__ = [
     "CertificationError",
     "BudgetExhaustedError",
     "fit",
+    "fit_batch",
     "remove",
 ]
 
@@ -185,6 +187,7 @@ class _Config:
     refresh_ratio: float = 20.0
     cg_preconditioner: str = "auto"
     preconditioner_rows: int = 2048
+    cg_error_ratio: float = 0.01
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -217,6 +220,8 @@ class CertifiedModel:
     # curvature staleness since the last rebuild, and the last training's cost in Hessian builds.
     _cache_excess: float = dataclasses.field(default=0.0, repr=False)
     _train_cost: float = dataclasses.field(default=math.inf, repr=False)
+    # The "cg" path's absolute tolerance is cg_error_ratio times the last step's remainder bound (0: none yet).
+    _last_remainder: float = dataclasses.field(default=0.0, repr=False)
 
     @property
     def n_retained(self) -> int:
@@ -400,7 +405,7 @@ def _default_tol(dtype: str, n: int) -> float:
 # fit
 
 
-def fit(
+def _setup(
     X,
     y,
     *,
@@ -412,7 +417,6 @@ def fit(
     residual_budget: float | None = None,
     calibration: str = "analytic",
     bound: str = "data-dependent",
-    key: jax.Array | None = None,
     dtype: str = "float64",
     solver: str = "auto",
     update: str = "guo",
@@ -427,65 +431,9 @@ def fit(
     cg_preconditioner: str = "auto",
     mesh: jax.sharding.Mesh | None = None,
     cache_refresh_ratio: float = 20.0,
-) -> CertifiedModel:
-    """Trains a certified model: the minimiser of the perturbed objective ``L_b`` (sum convention).
-
-    ``b ~ N(0, sigma^2 I)``. Exactly one of ``sigma`` and ``residual_budget`` may be given and the other
-    follows from (epsilon, delta) and the calibration; with neither, ``sigma = 1``.
-
-    Args:
-      X: (n, d) training rows, finite, with ``||x_i|| <= 1`` (:func:`certunlearn.data.normalize_rows`).
-      y: (n,) labels: +-1 (logistic), 0..K-1 (softmax) or reals (squared).
-      loss: "logistic", "softmax" or "squared".
-      l2_reg: ``lambda > 0``; the regulariser is ``lambda n/2 ||w||^2``.
-      epsilon, delta: the target guarantee (``epsilon > 0``, ``0 < delta < 1``).
-      sigma: noise standard deviation. residual_budget: the largest certified residual ``beta``.
-      calibration: "analytic" (Balle & Wang 2018, via dp_accounting) or "guo" (``c = sqrt(2 ln(1.5/delta))``).
-      bound: per-removal residual bound: "worst-case", "data-dependent" or "exact".
-      key: PRNG key for the noise (and every later retrain's fresh noise). Default ``jax.random.key(0)``.
-      dtype: "float64" or "float32" for training and removal; certificates are always computed in float64.
-      solver: the Newton solve of each removal. "cholesky": the Hessian on the retained rows, rebuilt
-        and factorised per removal, O(n d^2). "cached": a Cholesky factorisation kept across removals,
-        downdated for removed rows (Woodbury) and used to precondition CG on exact Hessian-vector
-        products, O(p^2 + n d) per removal (:mod:`certunlearn.curvature`). "cg": matrix-free CG, O(n p)
-        memory. "auto": "cached" up to 2048 parameters, "cg" above.
-      update: "guo" (Newton step on Delta, residuals accumulate) or "gradient" (Newton step on the full
-        perturbed gradient of the retained rows; the step also corrects earlier residual).
-      on_exhausted: when a removal would exceed the budget: "retrain" (on the retained rows with fresh
-        noise) or "raise" (:class:`BudgetExhaustedError`).
-      train_method: "newton" or "lbfgs". tol: training gradient-norm tolerance (default ``1e-9 sqrt(n)`` in float64,
-        ``1e-4 sqrt(n)`` in float32); the training residual it leaves is charged to the budget. max_steps: optimiser step cap.
-      num_classes: K for softmax (default ``max(y) + 1``).
-      cg_rtol, cg_maxiter: tolerance and cap of CG solves (the solve error is charged to the budget;
-        a solve that does not converge is never certified).
-      cache_rows: removed rows a cached factorisation absorbs before it is rebuilt ("cached" only).
-      cache_refresh_ratio: "cached" in float64 also rebuilds when curvature drift made a step's bound this
-        many times its Taylor part (keeps the step close to exact Newton); ``math.inf`` leaves only the
-        rent-or-buy rule (fastest; staleness is always charged to the certificate either way).
-      cg_preconditioner: for "cg": "subsample" (Cholesky factor of the Hessian on 2048 random retained
-        rows, rescaled; O(p^2) memory), "kronecker" (K-FAC factors, O(d^2 + K^2) memory), "none", or
-        "auto" ("subsample" up to 8192 parameters). Built at the first removal after each (re)training.
-      mesh: shard the rows of X, y and the retained-row masks over this mesh's ``"data"`` axis (data
-        parallelism; :func:`certunlearn.distributed.make_data_mesh`). Rows are zero-padded internally to
-        a multiple of the device count, with weight 0; parameters, Hessians and factors are replicated.
-        Default None: one device. See docs/multi_device.md.
-
-    Returns:
-      A :class:`CertifiedModel`.
-
-    Raises:
-      ValueError: invalid arguments (the message names the argument and the fix).
-      CertificationError: training did not converge, or its residual alone exceeds the budget.
-
-    >>> import numpy as np, jax
-    >>> rng = np.random.default_rng(0)
-    >>> X = rng.normal(size=(200, 5)); X /= np.linalg.norm(X, axis=1, keepdims=True)
-    >>> y = np.where(X @ np.arange(1.0, 6.0) > 0, 1.0, -1.0)
-    >>> model = fit(X, y, l2_reg=1e-2, epsilon=1.0, delta=1e-4, sigma=0.1, key=jax.random.key(0))
-    >>> new_model, report = remove(model, [0, 1])
-    >>> new_model.n_retained, report.retrained, new_model.certificate().epsilon <= 1.0
-    (198, False, True)
-    """
+    cg_error_ratio: float = 0.01,
+):
+    """Validates ``fit``'s arguments once and builds the shared data, config and calibration."""
     _choice("loss", loss, LOSSES)
     _choice("bound", bound, removal.BOUNDS)
     _choice("update", update, removal.UPDATES)
@@ -504,7 +452,6 @@ def fit(
         tol = _positive("tol", tol)
     if not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
         raise ValueError(f"max_steps must be an int >= 1, got {max_steps!r}")
-    key = _check_key(jax.random.key(0) if key is None else key)
     if mesh is not None:
         distributed.check_mesh(mesh)
     calibration_ = calib.calibrate(
@@ -558,16 +505,228 @@ def fit(
         cg_rtol=cg_rtol, cg_maxiter=cg_maxiter, cache_rows=int(cache_rows), cg_preconditioner=cg_preconditioner,
         refresh_ratio=_positive("cache_refresh_ratio", cache_refresh_ratio) if math.isfinite(cache_refresh_ratio)
         else math.inf,
+        cg_error_ratio=_positive("cg_error_ratio", cg_error_ratio, allow_zero=True),
     )
 
     shape = (d,) if k is None else (d, k)
+    return data, config, calibration_, shape
+
+
+def fit(
+    X,
+    y,
+    *,
+    loss: str = "logistic",
+    l2_reg: float = 1e-3,
+    epsilon: float = 1.0,
+    delta: float = 1e-4,
+    sigma: float | None = None,
+    residual_budget: float | None = None,
+    calibration: str = "analytic",
+    bound: str = "data-dependent",
+    key: jax.Array | None = None,
+    dtype: str = "float64",
+    solver: str = "auto",
+    update: str = "guo",
+    on_exhausted: str = "retrain",
+    train_method: str = "newton",
+    tol: float | None = None,
+    max_steps: int = 200,
+    num_classes: int | None = None,
+    cg_rtol: float = 1e-10,
+    cg_maxiter: int | None = None,
+    cache_rows: int = 128,
+    cg_preconditioner: str = "auto",
+    mesh: jax.sharding.Mesh | None = None,
+    cache_refresh_ratio: float = 20.0,
+    cg_error_ratio: float = 0.01,
+) -> CertifiedModel:
+    """Trains a certified model: the minimiser of the perturbed objective ``L_b`` (sum convention).
+
+    ``b ~ N(0, sigma^2 I)``. Exactly one of ``sigma`` and ``residual_budget`` may be given and the other
+    follows from (epsilon, delta) and the calibration; with neither, ``sigma = 1``.
+
+    Args:
+      X: (n, d) training rows, finite, with ``||x_i|| <= 1`` (:func:`certunlearn.data.normalize_rows`).
+      y: (n,) labels: +-1 (logistic), 0..K-1 (softmax) or reals (squared).
+      loss: "logistic", "softmax" or "squared".
+      l2_reg: ``lambda > 0``; the regulariser is ``lambda n/2 ||w||^2``.
+      epsilon, delta: the target guarantee (``epsilon > 0``, ``0 < delta < 1``).
+      sigma: noise standard deviation. residual_budget: the largest certified residual ``beta``.
+      calibration: "analytic" (Balle & Wang 2018, via dp_accounting) or "guo" (``c = sqrt(2 ln(1.5/delta))``).
+      bound: per-removal residual bound: "worst-case", "data-dependent" or "exact".
+      key: PRNG key for the noise (and every later retrain's fresh noise). Default ``jax.random.key(0)``.
+      dtype: "float64" or "float32" for training and removal; certificates are always computed in float64.
+      solver: the Newton solve of each removal. "cholesky": the Hessian on the retained rows, rebuilt
+        and factorised per removal, O(n d^2). "cached": a Cholesky factorisation kept across removals,
+        downdated for removed rows (Woodbury) and used to precondition CG on exact Hessian-vector
+        products, O(p^2 + n d) per removal (:mod:`certunlearn.curvature`). "cg": matrix-free CG, O(n p)
+        memory. "auto": "cached" up to 2048 parameters, "cg" above.
+      update: "guo" (Newton step on Delta, residuals accumulate) or "gradient" (Newton step on the full
+        perturbed gradient of the retained rows; the step also corrects earlier residual).
+      on_exhausted: when a removal would exceed the budget: "retrain" (on the retained rows with fresh
+        noise) or "raise" (:class:`BudgetExhaustedError`).
+      train_method: "newton" or "lbfgs". tol: training gradient-norm tolerance (default ``1e-9 sqrt(n)`` in float64,
+        ``1e-4 sqrt(n)`` in float32); the training residual it leaves is charged to the budget. max_steps: optimiser step cap.
+      num_classes: K for softmax (default ``max(y) + 1``).
+      cg_rtol, cg_maxiter: tolerance and cap of CG solves (the solve error is charged to the budget;
+        a solve that does not converge is never certified).
+      cache_rows: removed rows a cached factorisation absorbs before it is rebuilt ("cached" only).
+      cache_refresh_ratio: "cached" in float64 also rebuilds when curvature drift made a step's bound this
+        many times its Taylor part (keeps the step close to exact Newton); ``math.inf`` leaves only the
+        rent-or-buy rule (fastest; staleness is always charged to the certificate either way).
+      cg_error_ratio: for "cg": CG also stops once ``||H u - Delta|| <= cg_error_ratio`` times the previous
+        step's remainder bound, since a smaller solve error buys nothing (it is charged to the certificate
+        either way, recomputed in float64). 0: always solve to ``cg_rtol``.
+      cg_preconditioner: for "cg": "subsample" (Cholesky factor of the Hessian on 2048 random retained
+        rows, rescaled; O(p^2) memory), "kronecker" (K-FAC factors, O(d^2 + K^2) memory), "none", or
+        "auto" ("subsample" up to 8192 parameters). Built at the first removal after each (re)training.
+      mesh: shard the rows of X, y and the retained-row masks over this mesh's ``"data"`` axis (data
+        parallelism; :func:`certunlearn.distributed.make_data_mesh`). Rows are zero-padded internally to
+        a multiple of the device count, with weight 0; parameters, Hessians and factors are replicated.
+        Default None: one device. See docs/multi_device.md.
+
+    Returns:
+      A :class:`CertifiedModel`.
+
+    Raises:
+      ValueError: invalid arguments (the message names the argument and the fix).
+      CertificationError: training did not converge, or its residual alone exceeds the budget.
+
+    >>> import numpy as np, jax
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(200, 5)); X /= np.linalg.norm(X, axis=1, keepdims=True)
+    >>> y = np.where(X @ np.arange(1.0, 6.0) > 0, 1.0, -1.0)
+    >>> model = fit(X, y, l2_reg=1e-2, epsilon=1.0, delta=1e-4, sigma=0.1, key=jax.random.key(0))
+    >>> new_model, report = remove(model, [0, 1])
+    >>> new_model.n_retained, report.retrained, new_model.certificate().epsilon <= 1.0
+    (198, False, True)
+    """
+    key = _check_key(jax.random.key(0) if key is None else key)
+    data, config, calibration_, shape = _setup(
+        X, y, loss=loss, l2_reg=l2_reg, epsilon=epsilon, delta=delta, sigma=sigma,
+        residual_budget=residual_budget, calibration=calibration, bound=bound, dtype=dtype, solver=solver,
+        update=update, on_exhausted=on_exhausted, train_method=train_method, tol=tol, max_steps=max_steps,
+        num_classes=num_classes, cg_rtol=cg_rtol, cg_maxiter=cg_maxiter, cache_rows=cache_rows,
+        cg_preconditioner=cg_preconditioner, mesh=mesh, cache_refresh_ratio=cache_refresh_ratio,
+        cg_error_ratio=cg_error_ratio,
+    )
+    n = data.num_rows
     retained = np.ones(n, dtype=bool)
     retained.setflags(write=False)
-    params0 = jnp.zeros(shape, dtype)
+    params0 = jnp.zeros(shape, config.dtype)
     key, params, b, r0, steps = _train(data, config, calibration_, key, retained, params0)
     return CertifiedModel(
         params, b, retained, calibration_, Ledger.start(r0), key, config, r0, data, _train_cost=float(steps)
     )
+
+
+def fit_batch(X, y, *, keys, retained=None, **kwargs) -> list[CertifiedModel]:
+    """Trains one certified model per noise key (and retained-row mask) in one compiled, vmapped call.
+
+    The same as ``[fit(X_r, y_r, key=k, **kwargs) for k, r in zip(keys, retained)]`` with ``X_r`` the retained
+    rows (the sum convention makes the regulariser ``lambda n_r / 2``), but the arguments are validated
+    once, ``||X||_2`` is bounded once and the optimiser runs under :func:`jax.vmap` over the noise draws
+    and masks: what independent seeds of an experiment, or retrained references, need. Each model's
+    noise is drawn exactly as :func:`fit` draws it from its key, so ``fit_batch(X, y, keys=[k])[0]``
+    equals ``fit(X, y, key=k)``.
+
+    Args:
+      X, y: as for :func:`fit`.
+      keys: a sequence of PRNG keys (one model each).
+      retained: optional (len(keys), n) boolean masks of the rows each model trains on (default all);
+        the models record them, so later removals index the original rows.
+      **kwargs: every other :func:`fit` argument (not ``key`` or ``mesh``).
+
+    Returns:
+      A list of :class:`CertifiedModel`, in the order of ``keys``.
+
+    Raises:
+      ValueError: invalid arguments, as :func:`fit`; ``retained`` of the wrong shape or keeping no row.
+      CertificationError: a model's training did not converge, or its residual exceeds the budget.
+
+    >>> import numpy as np, jax
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(100, 4)); X /= np.linalg.norm(X, axis=1, keepdims=True)
+    >>> y = np.where(X[:, 0] > 0, 1.0, -1.0)
+    >>> models = fit_batch(X, y, keys=[jax.random.key(s) for s in range(3)], l2_reg=1e-2, sigma=0.1)
+    >>> single = fit(X, y, key=jax.random.key(1), l2_reg=1e-2, sigma=0.1)
+    >>> len(models), bool(np.allclose(models[1].params, single.params, rtol=1e-9, atol=1e-12))
+    (3, True)
+    """
+    for name in ("key", "mesh"):
+        if kwargs.get(name) is not None:
+            raise ValueError(f"{name} is not an argument of fit_batch (pass keys=[...]; mesh is for fit only)")
+        kwargs.pop(name, None)
+    keys = [_check_key(k) for k in keys]
+    if not keys:
+        raise ValueError("keys must hold at least one PRNG key, got none")
+    data, config, calibration_, shape = _setup(X, y, **kwargs)
+    n = data.num_rows
+    if retained is None:
+        masks = np.ones((len(keys), n), dtype=bool)
+    else:
+        masks = np.array(retained, dtype=bool, copy=True)
+        if masks.shape != (len(keys), n):
+            raise ValueError(f"retained must have shape ({len(keys)}, {n}) (one mask per key), got {masks.shape}")
+        if not masks.any(axis=1).all():
+            raise ValueError(f"retained must keep at least one row per model; masks {np.flatnonzero(~masks.any(1))[:5].tolist()} keep none")
+    params0 = jnp.zeros(shape, config.dtype)
+    new_keys, params, bs, r0s, steps = _train_many(data, config, calibration_, keys, masks, params0)
+    models = []
+    for i in range(len(keys)):
+        mask = masks[i].copy()
+        mask.setflags(write=False)
+        models.append(CertifiedModel(
+            params[i], bs[i], mask, calibration_, Ledger.start(r0s[i]), new_keys[i], config, r0s[i], data,
+            _train_cost=float(steps[i]),
+        ))
+    return models
+
+
+def _train_many(data: _Data, config: _Config, calibration_, keys, masks, params0):
+    """:func:`_train` for several (key, mask) pairs, vmapped; the same noise draws and checks."""
+    split = [jax.random.split(k) for k in keys]
+    new_keys = [s[0] for s in split]
+    subs = jnp.stack([jax.random.key_data(s[1]) for s in split])
+    weights = jnp.stack([data.weights(m, config.dtype) for m in masks])
+    params, bs, converged, grad_norms, steps = _fit_vmapped(
+        subs, weights, params0, data.X, data.y, calibration_.sigma, config.l2_reg, config.tol,
+        loss=config.loss, method=config.train_method, solver="cg" if config.solver == "cg" else "cholesky",
+        max_steps=config.max_steps,
+    )
+    r0s = _gradient_norms(_as64(params), data.X64, data.y64, _as64(weights), _as64(bs), config.l2_reg,
+                          loss=config.loss)
+    r0s, converged, grad_norms, steps = (np.asarray(a) for a in (r0s, converged, grad_norms, steps))
+    for i, r0 in enumerate(r0s):
+        if not converged[i] or not math.isfinite(float(r0)):
+            raise CertificationError(
+                f"training model {i} did not reach tol={config.tol:.3g} in {int(steps[i])} steps (gradient norm "
+                f"{float(grad_norms[i]):.3g}); raise max_steps, loosen tol, or use dtype='float64'"
+            )
+        if r0 > calibration_.residual_budget:
+            raise CertificationError(
+                f"model {i}'s training residual {float(r0):.3g} alone exceeds the residual budget "
+                f"{calibration_.residual_budget:.3g}; lower tol, use dtype='float64', or increase sigma"
+            )
+    return new_keys, params, bs, [float(r) for r in r0s], [int(s) for s in steps]
+
+
+@functools.partial(jax.jit, static_argnames=("loss", "method", "solver", "max_steps"))
+def _fit_vmapped(key_data, weights, params0, X, y, sigma, l2_reg, tol, *, loss, method, solver, max_steps):
+    def one(kd, w):
+        b = (sigma * jax.random.normal(jax.random.wrap_key_data(kd), params0.shape, jnp.float64)).astype(params0.dtype)
+        res = train.fit_params(params0, X, y, w, b, l2_reg, tol, loss=loss, method=method, solver=solver,
+                               max_steps=max_steps)
+        return res.params, b, res.converged, res.grad_norm, res.steps
+
+    return jax.vmap(one)(key_data, weights)
+
+
+@functools.partial(jax.jit, static_argnames=("loss",))
+def _gradient_norms(params, X, y, weights, perturbation, l2_reg, *, loss):
+    norm = lambda p, w, b: objective.gradient_norm(p, X, y, w, b, loss=loss, l2_reg=l2_reg)
+    return jax.vmap(norm)(params, weights, perturbation)
 
 
 def _train(data: _Data, config: _Config, calibration_, key, retained, params0):
@@ -799,6 +958,7 @@ def remove(model: CertifiedModel, indices) -> tuple[CertifiedModel, RemovalRepor
                 cfg.l2_reg,
                 cfg.cg_rtol,
                 cache if cfg.solver == "cg" else None,
+                cfg.cg_error_ratio * model._last_remainder,
                 loss=cfg.loss,
                 solver="cg" if cfg.solver == "cg" else "cholesky",
                 update=cfg.update,
@@ -836,9 +996,10 @@ def remove(model: CertifiedModel, indices) -> tuple[CertifiedModel, RemovalRepor
 
     if converged and new_spent <= c.residual_budget:
         ledger = model.ledger.after_removal(step_bound, idx.size, mode=mode)
+        scale = remainder if math.isfinite(remainder) else (exact if math.isfinite(exact) else 0.0)
         new_model = dataclasses.replace(
             model, params=step.params, retained=keep, ledger=ledger, _cache=cache, _cache_stale=cache_stale,
-            **cache_book,
+            _last_remainder=scale, **cache_book,
         )
         report = RemovalReport(
             idx, step_bound, ledger.residual_spent, c.residual_budget, c.epsilon_spent(ledger.residual_spent),
@@ -860,7 +1021,7 @@ def remove(model: CertifiedModel, indices) -> tuple[CertifiedModel, RemovalRepor
     ledger = model.ledger.after_retrain(r0, idx.size)
     new_model = dataclasses.replace(
         model, params=params, perturbation=b, retained=keep, ledger=ledger, key=key, training_residual=r0,
-        _cache=None, _cache_stale=False, _cache_excess=0.0, _train_cost=float(steps),
+        _cache=None, _cache_stale=False, _cache_excess=0.0, _train_cost=float(steps), _last_remainder=0.0,
     )
     report = RemovalReport(
         idx, r0, r0, c.residual_budget, c.epsilon_spent(r0), True, **diagnostics, retrain_seconds=retrain_seconds

@@ -118,6 +118,7 @@ def newton_step(
     l2_reg,
     cg_rtol=1e-10,
     preconditioner: curvature.KroneckerPreconditioner | curvature.CurvatureCache | None = None,
+    cg_atol=0.0,
     *,
     loss: str,
     solver: str = "cholesky",
@@ -134,7 +135,8 @@ def newton_step(
         to a fixed bucket size with weight-0 entries so that batch sizes share one compilation.
       perturbation: the noise ``b`` of the current training run.
       l2_reg: ``lambda``.
-      cg_rtol: relative tolerance of conjugate gradients.
+      cg_rtol, cg_atol: relative and absolute tolerance of conjugate gradients (it stops at the larger;
+        ``cg_atol`` is traced, so a tolerance that changes per removal does not recompile).
       preconditioner: for "cg", optional: a :class:`~certunlearn.curvature.KroneckerPreconditioner` or a
         :class:`~certunlearn.curvature.CurvatureCache` (e.g. of a subsample's Hessian) whose inverse is used.
       loss: loss name. solver: "cholesky" (dense Hessian) or "cg" (Hessian-vector products).
@@ -156,7 +158,8 @@ def newton_step(
             precond = lambda v: curvature.apply_kronecker_inverse(preconditioner, v)
         elif preconditioner is not None:
             precond = lambda v: curvature.apply_inverse(preconditioner, v)
-        result = solvers.conjugate_gradient(matvec, rhs, rtol=cg_rtol, maxiter=cg_maxiter, preconditioner=precond)
+        result = solvers.conjugate_gradient(matvec, rhs, rtol=cg_rtol, atol=cg_atol, maxiter=cg_maxiter,
+                                            preconditioner=precond)
         u = result.x
     else:
         raise ValueError(f"newton_step solver must be 'cholesky' or 'cg', got {solver!r}")

@@ -219,3 +219,46 @@ def test_guo_calibration_warns_where_it_under_noises():
         w.simplefilter("error")
         model = cu.fit(X, y, epsilon=1.0, delta=1e-5, calibration="guo", sigma=1.0)
     assert model.certificate().calibration == "guo"
+
+
+@pytest.mark.parametrize("loss", ["logistic", "softmax"])
+def test_fit_batch_equals_fit_per_key_and_mask(loss):
+    X, y = _binary(n=120, d=6)
+    num_classes = None
+    if loss == "softmax":
+        y = (np.argmax(X[:, :3], axis=1)).astype(np.int32)
+        num_classes = 3
+    kw = dict(loss=loss, l2_reg=1e-2, sigma=0.5, num_classes=num_classes)
+    keys = [jax.random.key(s) for s in (3, 4, 5)]
+    rng = np.random.default_rng(1)
+    masks = rng.random((3, 120)) > 0.2
+    masks_before = masks.copy()
+    batch = cu.fit_batch(X, y, keys=keys, retained=masks, **kw)
+    np.testing.assert_array_equal(masks, masks_before)  # inputs unchanged
+    for key, mask, model in zip(keys, masks, batch):
+        # Independent path: fit on the retained rows only, with the same key (so the same noise draw).
+        single = cu.fit(X[mask], y[mask], key=key, **kw)
+        np.testing.assert_allclose(np.asarray(model.perturbation), np.asarray(single.perturbation), rtol=0, atol=0)
+        np.testing.assert_allclose(np.asarray(model.params), np.asarray(single.params), rtol=1e-8, atol=1e-10)
+        np.testing.assert_array_equal(model.retained, mask)
+        assert model.n_retained == mask.sum()
+        # The vmapped and the single gradient norm agree to float64 rounding (both ~1e-14 here).
+        assert abs(model.training_residual - model.exact_residual()) <= 1e-13 + 1e-9 * model.training_residual
+    # Later removals index the original rows and keep working.
+    kept = np.flatnonzero(masks[0])[:2]
+    after, report = cu.remove(batch[0], kept)
+    assert not after.retained[kept].any() and not report.retrained
+
+
+def test_fit_batch_rejects_bad_arguments():
+    X, y = _binary(n=50, d=4)
+    with pytest.raises(ValueError, match="keys must hold"):
+        cu.fit_batch(X, y, keys=[])
+    with pytest.raises(ValueError, match="retained must have shape"):
+        cu.fit_batch(X, y, keys=[jax.random.key(0)], retained=np.ones((2, 50), bool))
+    with pytest.raises(ValueError, match="retained must keep at least one row"):
+        cu.fit_batch(X, y, keys=[jax.random.key(0)], retained=np.zeros((1, 50), bool))
+    with pytest.raises(ValueError, match="key is not an argument"):
+        cu.fit_batch(X, y, keys=[jax.random.key(0)], key=jax.random.key(1))
+    with pytest.raises(ValueError, match="l2_reg"):
+        cu.fit_batch(X, y, keys=[jax.random.key(0)], l2_reg=-1.0)
