@@ -25,7 +25,7 @@ from certunlearn import (
     solvers,
     train,
 )
-from certunlearn import audit, evaluate  # noqa: E402  (they build on the facade below)
+from certunlearn import audit, evaluate, modify  # noqa: E402  (they build on the facade below)
 from certunlearn.accounting import Event, Ledger
 from certunlearn.api import (
     BudgetExhaustedError,
@@ -40,6 +40,7 @@ from certunlearn.api import (
 from certunlearn.calibration import Calibration, calibrate
 from certunlearn.data import Dataset, load
 from certunlearn.losses import Loss, get_loss
+from certunlearn.modify import ModificationReport, relabel, replace_feature
 from certunlearn.solvers import SolveResult, cholesky_solve, conjugate_gradient
 
 __version__ = "0.1.0"
@@ -54,6 +55,7 @@ __all__ = [
     "Event",
     "Ledger",
     "Loss",
+    "ModificationReport",
     "RemovalReport",
     "SolveResult",
     "accounting",
@@ -72,9 +74,12 @@ __all__ = [
     "hessian",
     "load",
     "losses",
+    "modify",
     "objective",
+    "relabel",
     "remove",
     "removal",
+    "replace_feature",
     "solvers",
     "train",
 ]
