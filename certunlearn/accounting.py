@@ -28,9 +28,10 @@ class Event(NamedTuple):
     """One entry of the ledger.
 
     Attributes:
-      kind: "train" (the initial fit), "removal" (a certified Newton step) or "retrain" (a removal served
-        by retraining on the retained rows with fresh noise).
-      num_removed: rows removed by this event (0 for "train").
+      kind: "train" (the initial fit), "removal" (a certified Newton step), "modification" (a certified
+        Newton step that replaced the values of rows, :mod:`certunlearn.modify`) or "retrain" (a removal
+        or modification served by retraining with fresh noise).
+      num_removed: rows removed by this event (0 for "train"); for "modification", the rows modified.
       residual_bound: for "removal", the step's bound; for "train"/"retrain", the training residual.
       residual_spent: ``beta`` after the event.
       removals: total rows removed so far. retrains: retrains so far.
@@ -53,12 +54,14 @@ class Ledger:
       removals: rows removed since the first fit (over all noise draws).
       retrains: retrains since the first fit.
       events: the history, oldest first.
+      modifications: rows whose values were replaced since the first fit (a row modified twice counts twice).
     """
 
     residual_spent: float
     removals: int = 0
     retrains: int = 0
     events: tuple[Event, ...] = ()
+    modifications: int = 0
 
     @classmethod
     def start(cls, training_residual: float) -> "Ledger":
@@ -89,6 +92,14 @@ class Ledger:
             self, residual_spent=spent, removals=removals, events=self.events + (event,)
         )
 
+    def after_modification(self, bound: float, num_modified: int, *, mode: str = "accumulate") -> "Ledger":
+        """``beta`` after a certified step that replaced the values of ``num_modified`` rows (as
+        :meth:`after_removal`, removing none)."""
+        new = self.after_removal(bound, 0, mode=mode)
+        event = new.events[-1]._replace(kind="modification", num_removed=int(num_modified))
+        return dataclasses.replace(new, events=new.events[:-1] + (event,),
+                                   modifications=self.modifications + int(num_modified))
+
     def peek(self, bound: float, *, mode: str = "accumulate") -> float:
         """``beta`` that :meth:`after_removal` would give, without recording anything."""
         return self.residual_spent + float(bound) if mode == "accumulate" else float(bound)
@@ -100,7 +111,7 @@ class Ledger:
         removals = self.removals + int(num_removed)
         retrains = self.retrains + 1
         event = Event("retrain", int(num_removed), beta, beta, removals, retrains)
-        return Ledger(beta, removals, retrains, self.events + (event,))
+        return Ledger(beta, removals, retrains, self.events + (event,), self.modifications)
 
 
 def _check_nonnegative(name: str, value: float) -> None:

@@ -77,6 +77,7 @@ class Certificate:
       removals: rows removed since the first fit. retrains: retrains since the first fit.
       target_epsilon: the epsilon the model was configured for.
       training_residual: ``||r_0||`` of the current noise draw.
+      modifications: rows whose values were replaced (:mod:`certunlearn.modify`) since the first fit.
     """
 
     epsilon: float
@@ -90,6 +91,7 @@ class Certificate:
     retrains: int
     target_epsilon: float
     training_residual: float
+    modifications: int = 0
 
     @property
     def certified(self) -> bool:
@@ -104,7 +106,9 @@ class Certificate:
             f"({self.epsilon:.4g}, {self.delta:.3g})-certified removal "
             f"[{self.calibration} calibration, {self.bound} bound, sigma={self.sigma:.4g}]: "
             f"residual {self.residual_spent:.4g} of {self.residual_budget:.4g} spent, "
-            f"{self.removals} removals, {self.retrains} retrains"
+            f"{self.removals} removals, "
+            + (f"{self.modifications} rows modified, " if self.modifications else "")
+            + f"{self.retrains} retrains"
         )
 
 
@@ -248,6 +252,7 @@ class CertifiedModel:
             retrains=self.ledger.retrains,
             target_epsilon=c.epsilon,
             training_residual=self.training_residual,
+            modifications=self.ledger.modifications,
         )
 
     def exact_residual(self) -> float:
@@ -734,8 +739,8 @@ def _train(data: _Data, config: _Config, calibration_, key, retained, params0):
     key, sub = jax.random.split(key)
     b = (calibration_.sigma * jax.random.normal(sub, params0.shape, jnp.float64)).astype(config.dtype)
     weights = data.weights(retained, config.dtype)
-    result = train.fit_params(
-        params0,
+    run = lambda start: train.fit_params(
+        start,
         data.X,
         data.y,
         weights,
@@ -747,6 +752,11 @@ def _train(data: _Data, config: _Config, calibration_, key, retained, params0):
         solver="cg" if config.solver == "cg" else "cholesky",
         max_steps=config.max_steps,
     )
+    result = run(params0)
+    if not bool(result.converged) and bool(jnp.any(params0 != 0)):
+        # A warm start (a retrain from the current parameters) can sit where damped Newton stalls; the
+        # objective is strictly convex, so a cold start from zero always reaches the minimiser.
+        result = run(jnp.zeros_like(params0))
     r0 = float(_gradient_norm(_as64(result.params), data.X64, data.y64, _as64(weights), _as64(b), config.l2_reg, loss=config.loss))
     if not bool(result.converged) or not math.isfinite(r0):
         raise CertificationError(

@@ -519,10 +519,8 @@ def _resolve_solver(solver: str, model: api.CertifiedModel) -> str:
 
 
 def _ledger_after_modification(ledger, bound: float, num_rows: int, mode: str):
-    """The ledger after a certified modification: ``beta`` as after a removal of 0 rows, event "modification"."""
-    new = ledger.after_removal(bound, 0, mode=mode)
-    event = new.events[-1]._replace(kind="modification", num_removed=int(num_rows))
-    return dataclasses.replace(new, events=new.events[:-1] + (event,))
+    """The ledger after a certified modification (event "modification")."""
+    return ledger.after_modification(bound, num_rows, mode=mode)
 
 
 def modify(model: api.CertifiedModel, indices, *, X_new=None, y_new=None, solver: str = "auto"):
@@ -641,9 +639,10 @@ def modify(model: api.CertifiedModel, indices, *, X_new=None, y_new=None, solver
     key, params, b, r0, steps = api._train(new_data, cfg, c, model.key, model.retained, model.params)
     retrain_seconds = time.perf_counter() - start
     ledger = model.ledger.after_retrain(r0, 0)
+    ledger = dataclasses.replace(ledger, modifications=ledger.modifications + int(idx.size))
     new_model = dataclasses.replace(
         model, params=params, perturbation=b, ledger=ledger, key=key, training_residual=r0, _data=new_data,
-        _cache=None, _cache_stale=False, _cache_excess=0.0, _train_cost=float(steps),
+        _cache=None, _cache_stale=False, _cache_excess=0.0, _train_cost=float(steps), _last_remainder=0.0,
     )
     report = ModificationReport(idx, *changed, r0, r0, c.residual_budget, c.epsilon_spent(r0), True,
                                 **diagnostics, retrain_seconds=retrain_seconds)

@@ -36,10 +36,13 @@ timing ones (``TIMING_COLUMNS``), with the exact-Newton solvers ("cholesky", "cg
 when to refactorise from measured wall times, so its steps (always certified) vary slightly from run to
 run; configs that need reproducible trajectories pin ``solver``.
 
-The seeds of a cell run in a Python loop. All seeds share shapes, so the fits (a batch of noise keys)
-and, for a shared removal order, the Newton steps could be one ``jax.vmap``-ed call; the public
-``fit``/``remove`` are host-side (ledger, budget checks, retrain decisions), so that would need a
-batched API in :mod:`certunlearn.api`.
+Seeds share shapes, so with ``vmap_seeds`` (the default) a cell trains all its seeds' initial models in
+one vmapped, compiled call (:func:`certunlearn.fit_batch`), runs each seed's removal sequence (budget
+checks and retrain decisions are host-side, so these stay a loop), and then fits every retrained
+reference of every seed and checkpoint in vmapped calls, with a retained-row mask per reference (the
+same objective as the zeroed-row fit above). Their ``train_seconds`` and ``reference_fit_seconds`` are
+then the batch time divided by the batch size; ``vmap_seeds=False`` (the ``timing`` family) fits one
+model at a time, so those columns are single-fit times.
 
 Results store (``out/``)::
 
@@ -170,6 +173,10 @@ class CellConfig:
       checkpoint_every: steps between retrained-reference checkpoints (0: only the first and last step).
       stop_at_retrain: end a seed's run at its first retrain (for "removals before a retrain").
       timing_repeats: fits of the retrained reference per checkpoint (the fastest time is kept).
+      cg_error_ratio: passed to :func:`certunlearn.fit` (CG's tolerance, relative to the last remainder).
+      vmap_seeds: train the seeds' initial models, and then all their retrained references, in one
+        vmapped call each (:func:`certunlearn.fit_batch`); their ``*_seconds`` are then the batch's time
+        divided by its size. ``False`` (or ``timing_repeats > 1``) fits one model at a time, for timings.
       seeds: noise and removal-order seeds; every seed is one independent run of the cell.
     """
 
@@ -199,6 +206,8 @@ class CellConfig:
     checkpoint_every: int = 0
     stop_at_retrain: bool = False
     timing_repeats: int = 1
+    vmap_seeds: bool = True
+    cg_error_ratio: float = 0.01
     seeds: tuple[int, ...] = (0,)
 
     def __post_init__(self):
@@ -239,13 +248,15 @@ class CellConfig:
         set_("num_removals", _int("num_removals", self.num_removals, minimum=0))
         set_("checkpoint_every", _int("checkpoint_every", self.checkpoint_every, minimum=0))
         set_("timing_repeats", _int("timing_repeats", self.timing_repeats, minimum=1))
+        set_("cg_error_ratio", _float("cg_error_ratio", self.cg_error_ratio, positive=False))
         if self.target_class is not None:
             set_("target_class", _int("target_class", self.target_class, minimum=0))
         if self.removal_order == "class" and self.target_class is None:
             raise ValueError('removal_order="class" needs target_class (an original class id), got None')
-        if not isinstance(self.stop_at_retrain, (bool, np.bool_)):
-            raise ValueError(f"stop_at_retrain must be True or False, got {self.stop_at_retrain!r}")
-        set_("stop_at_retrain", bool(self.stop_at_retrain))
+        for name in ("stop_at_retrain", "vmap_seeds"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+            set_(name, bool(getattr(self, name)))
         if isinstance(self.seeds, (int, np.integer)):
             set_("seeds", (self.seeds,))
         if isinstance(self.seeds, (str, bytes)) or not isinstance(self.seeds, Iterable):
@@ -581,7 +592,7 @@ def _fit_kwargs(cell: CellConfig, num_classes: int | None) -> dict[str, Any]:
         loss=cell.loss, l2_reg=cell.l2_reg, epsilon=cell.epsilon, delta=cell.delta, sigma=cell.sigma,
         residual_budget=cell.residual_budget, calibration=cell.calibration, bound=cell.bound,
         dtype=cell.dtype, solver=cell.solver, update=cell.update, on_exhausted=cell.on_exhausted,
-        train_method=cell.train_method,
+        train_method=cell.train_method, cg_error_ratio=cell.cg_error_ratio,
     )
     if cell.loss == "softmax":
         kwargs["num_classes"] = num_classes
@@ -672,27 +683,56 @@ _NAN_ROW = dict(
 )
 
 
-def run_seed(cell: CellConfig, seed: int) -> list[dict[str, Any]]:
-    """One seed of a cell: fit, remove in order, measure (module docstring). Returns the rows."""
-    import jax
-    import jax.numpy as jnp
-
-    import certunlearn as cu
-
-    dataset = _load_dataset(cell)
+def _check_task(cell: CellConfig, dataset) -> None:
     if cell.loss == "logistic" and dataset.task != "binary":
         raise ValueError(f'loss="logistic" needs a binary task (classes=(a, b)), got classes={cell.classes!r}')
     if cell.loss == "softmax" and dataset.task != "multiclass":
         raise ValueError(f'loss="softmax" needs a multiclass task (classes=None or 3+ ids), got {cell.classes!r}')
-    fit_kwargs = _fit_kwargs(cell, dataset.num_classes)
-    key = jax.random.key(seed)
 
+
+def run_seed(cell: CellConfig, seed: int) -> list[dict[str, Any]]:
+    """One seed of a cell: fit, remove in order, measure (module docstring). Returns the rows."""
+    import jax
+
+    import certunlearn as cu
+
+    dataset = _load_dataset(cell)
+    _check_task(cell, dataset)
+    fit_kwargs = _fit_kwargs(cell, dataset.num_classes)
     start = time.perf_counter()
-    model = cu.fit(dataset.X_train, dataset.y_train, key=key, **fit_kwargs)
+    model = cu.fit(dataset.X_train, dataset.y_train, key=jax.random.key(seed), **fit_kwargs)
     model.params.block_until_ready()
     train_seconds = time.perf_counter() - start
-    draw_key = key  # the key whose first split drew the current noise b
 
+    def reference(model, draw_key):
+        try:
+            return _reference_fit(cell, dataset, model, draw_key, fit_kwargs)
+        except cu.CertificationError:
+            return None
+
+    return _removal_rows(cell, seed, dataset, model, train_seconds, reference)
+
+
+def _reference_row(model, ref, seconds, dataset) -> dict[str, Any]:
+    import jax.numpy as jnp
+
+    distance = float(jnp.linalg.norm(jnp.asarray(model.params - ref.params, jnp.float64)))
+    return dict(test_accuracy_retrained=ref.score(dataset.X_test, dataset.y_test),
+                distance_to_retrained=distance, reference_fit_seconds=seconds)
+
+
+def _removal_rows(cell: CellConfig, seed: int, dataset, model, train_seconds: float, reference):
+    """Removes the rows of ``removal_order`` from ``model`` (fitted with ``jax.random.key(seed)``) in
+    batches and records every step.
+
+    ``reference(model, draw_key)`` gives ``(retrained model, seconds)`` at a checkpoint, or ``None`` to leave
+    the reference columns NaN (or to fill them in later: the batched path records what to fit).
+    """
+    import jax
+
+    import certunlearn as cu
+
+    draw_key = jax.random.key(seed)  # the key whose first split drew the current noise b
     order = removal_order(cell, seed, dataset, model)
     batches = [order[i : i + cell.removal_batch] for i in range(0, len(order), cell.removal_batch)]
     checkpoints = _checkpoints(cell, len(batches))
@@ -744,14 +784,9 @@ def run_seed(cell: CellConfig, seed: int) -> list[dict[str, Any]]:
             draw_key = previous.key
         extra = {}
         if step in checkpoints:
-            try:
-                ref, seconds = _reference_fit(cell, dataset, model, draw_key, fit_kwargs)
-            except cu.CertificationError:
-                pass
-            else:
-                distance = float(jnp.linalg.norm(jnp.asarray(model.params - ref.params, jnp.float64)))
-                extra = dict(test_accuracy_retrained=ref.score(dataset.X_test, dataset.y_test),
-                             distance_to_retrained=distance, reference_fit_seconds=seconds)
+            got = reference(model, draw_key)
+            if got is not None:
+                extra = _reference_row(model, *got, dataset)
         rows.append(row(step, "retrain" if report.retrained else "removal", model, report,
                         step_seconds=step_seconds, **extra))
         if cell.stop_at_retrain and report.retrained:
@@ -764,13 +799,70 @@ def run_seed(cell: CellConfig, seed: int) -> list[dict[str, Any]]:
     return rows
 
 
-def run_cell(cell: CellConfig):
-    """Runs every seed of ``cell`` and returns its rows as a DataFrame (cell columns first)."""
-    import pandas as pd
+_REFERENCE_CHUNK = 16  # retrained references per vmapped call (memory: a dense Hessian each for small p)
+
+
+def _run_seeds_batched(cell: CellConfig) -> list[dict[str, Any]]:
+    """Every seed of ``cell``: initial fits in one vmapped call, the removal sequences one seed at a time
+    (their budget and retrain decisions are host-side), then every retrained reference in vmapped calls."""
+    import jax
+
+    import certunlearn as cu
+
+    dataset = _load_dataset(cell)
+    _check_task(cell, dataset)
+    fit_kwargs = _fit_kwargs(cell, dataset.num_classes)
+    start = time.perf_counter()
+    models = cu.fit_batch(dataset.X_train, dataset.y_train, keys=[jax.random.key(s) for s in cell.seeds],
+                          **fit_kwargs)
+    jax.block_until_ready([m.params for m in models])
+    train_seconds = (time.perf_counter() - start) / len(models)
+
+    jobs = []  # (seed, step, unlearned model, draw key) of each checkpoint, fitted below
 
     rows = []
-    for seed in cell.seeds:
-        rows.extend(run_seed(cell, seed))
+    for seed, model in zip(cell.seeds, models):
+        def defer(m, draw_key, seed=seed):
+            jobs.append((seed, m.ledger.removals, m, draw_key))
+            return None
+
+        rows.extend(_removal_rows(cell, seed, dataset, model, train_seconds, defer))
+    index = {(r["seed"], r["num_removed"], r["step"]): r for r in rows}
+    by_job = {}
+    for seed, removed, _, _ in jobs:  # the row of each job: the last row of that seed with that count
+        candidates = [k for k in index if k[0] == seed and k[1] == removed]
+        by_job[(seed, removed)] = index[max(candidates, key=lambda k: k[2])]
+    kwargs = dict(fit_kwargs, residual_budget=None, bound="worst-case")
+    for lo in range(0, len(jobs), _REFERENCE_CHUNK):
+        chunk = jobs[lo : lo + _REFERENCE_CHUNK]
+        kwargs["sigma"] = chunk[0][2].calibration.sigma
+        start = time.perf_counter()
+        try:
+            refs = cu.fit_batch(dataset.X_train, dataset.y_train, keys=[j[3] for j in chunk],
+                                retained=np.stack([j[2].retained for j in chunk]), **kwargs)
+            jax.block_until_ready([r.params for r in refs])
+        except cu.CertificationError:
+            continue  # as for one reference: its columns stay NaN
+        seconds = (time.perf_counter() - start) / len(chunk)
+        for (seed, removed, model, _), ref in zip(chunk, refs):
+            by_job[(seed, removed)].update(_reference_row(model, ref, seconds, dataset))
+    return rows
+
+
+def run_cell(cell: CellConfig):
+    """Runs every seed of ``cell`` and returns its rows as a DataFrame (cell columns first).
+
+    With ``vmap_seeds`` (and ``timing_repeats == 1``) the seeds' fits and references are batched
+    (:func:`_run_seeds_batched`); otherwise one seed after the other (:func:`run_seed`).
+    """
+    import pandas as pd
+
+    if cell.vmap_seeds and cell.timing_repeats == 1 and len(cell.seeds) > 1:
+        rows = _run_seeds_batched(cell)
+    else:
+        rows = []
+        for seed in cell.seeds:
+            rows.extend(run_seed(cell, seed))
     table = pd.DataFrame(rows)
     params = cell.columns()
     # The rows hold the values in force: the budget and sigma whichever was given, the sizes loaded.

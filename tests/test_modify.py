@@ -172,6 +172,8 @@ def test_step_equals_numpy_newton_step_and_lands_near_retraining(loss, update):
     exact = np.linalg.norm(ref_grad(_np(new_model.params), X2, y2, mask, b, lam, loss))
     assert exact <= new_model.certificate().residual_spent + SLACK
     assert new_model.ledger.events[-1].kind == "modification" and new_model.ledger.events[-1].num_removed == 3
+    assert new_model.ledger.modifications == 3 and new_model.certificate().modifications == 3
+    assert "3 rows modified" in str(new_model.certificate()) and new_model.ledger.removals == model.ledger.removals
     assert new_model.certificate().removals == 0 and new_model.n_retained == len(y)
 
 

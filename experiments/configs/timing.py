@@ -24,7 +24,8 @@ SOLVERS = ("cached", "cholesky", "cg")
 
 def get_config(variant: str = "full"):
     """The family's base config; ``variant="smoke"`` is the CPU-sized version (digits, two sizes)."""
-    common = dict(family="timing", sigma=1.0, num_removals=8, checkpoint_every=0, timing_repeats=1)
+    common = dict(family="timing", sigma=1.0, num_removals=8, checkpoint_every=0, timing_repeats=1,
+                  vmap_seeds=False)  # single-fit times, not batch averages
     if variant == "smoke":
         return default_config(dataset="digits", classes=(3, 8), l2_reg=1e-2, seeds=(0, 1),
                               **{**common, "num_removals": 4})
