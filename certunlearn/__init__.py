@@ -25,7 +25,7 @@ from certunlearn import (
     solvers,
     train,
 )
-from certunlearn import audit, evaluate, modify  # noqa: E402  (they build on the facade below)
+from certunlearn import audit, deep, evaluate, modify  # noqa: E402  (they build on the facade below)
 from certunlearn.accounting import Event, Ledger
 from certunlearn.api import (
     BudgetExhaustedError,
@@ -65,6 +65,7 @@ __all__ = [
     "conjugate_gradient",
     "curvature",
     "data",
+    "deep",
     "distributed",
     "evaluate",
     "audit",
