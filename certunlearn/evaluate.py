@@ -41,7 +41,7 @@ import dataclasses
 import functools
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
@@ -491,6 +491,7 @@ def compare_methods(
     *,
     methods: Sequence[str] = METHODS,
     warmup: bool = True,
+    method_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
     **kwargs,
 ) -> list[dict[str, Any]]:
     """Runs each method on ``model`` and compares it with the same-noise retrain; tidy rows.
@@ -498,30 +499,55 @@ def compare_methods(
     Args:
       model: a :class:`certunlearn.CertifiedModel` (left unchanged).
       forget_idx: original indices to forget. X_test, y_test: held-out rows.
-      methods: which of ``METHODS`` to run.
+      methods: which of ``METHODS`` to run (distinct).
       warmup: exclude compilation from the timings.
-      **kwargs: passed to :func:`unlearn` (steps, learning_rate, optimizer, ...).
+      method_kwargs: per-method keyword arguments of :func:`unlearn`, e.g.
+        ``{"finetune": {"steps": 20}, "gradient_ascent": {"learning_rate": 0.05}}``; they win over
+        ``kwargs``.
+      **kwargs: passed to :func:`unlearn` for every method but the retrained reference (steps,
+        learning_rate, optimizer, ...).
 
     Returns:
       One dict per method: ``{"method": ..., **UnlearningMetrics.as_dict(), "steps": ...,
-      "dense_hessians": ..., "retrained": ...}``; distances are to ``unlearn("retrain", ...)``.
+      "dense_hessians": ..., "retrained": ..., "certified_epsilon": ..., "residual_spent": ...,
+      "residual_budget": ...}``; distances are to ``unlearn("retrain", ...)``. ``retrained`` says whether
+      a "newton" removal was served by retraining with fresh noise (its budget would have overflowed).
+      The last three are the certificate of the model that "newton" publishes (:meth:`CertifiedModel.certificate`:
+      the epsilon certified for the residual spent, a proven bound); NaN for every other method, which
+      certifies nothing.
+
+    Raises:
+      ValueError: an unknown or repeated method, or ``method_kwargs`` for a method not run.
     """
-    reference = unlearn("retrain", model, forget_idx=forget_idx, warmup=warmup)
+    methods = tuple(methods)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or len(set(methods)) != len(methods):
+        raise ValueError(f"methods must be distinct names from {list(METHODS)}, got {list(methods)}")
+    method_kwargs = dict(method_kwargs or {})
+    extra = sorted(set(method_kwargs) - set(methods))
+    if extra:
+        raise ValueError(f"method_kwargs names methods that are not run: {extra}; methods are {list(methods)}")
+    reference = unlearn("retrain", model, forget_idx=forget_idx, warmup=warmup, **method_kwargs.get("retrain", {}))
     X, y = model._data.user_rows64()
     rows = []
     for method in methods:
         if method == "retrain":
             result = reference
         else:
-            result = unlearn(method, model, forget_idx=forget_idx, warmup=warmup, **kwargs)
+            result = unlearn(method, model, forget_idx=forget_idx, warmup=warmup,
+                             **{**kwargs, **method_kwargs.get(method, {})})
         b = result.model.perturbation if result.model is not None else model.perturbation
         metrics = unlearning_metrics(
             result.params, reference.params, X, y, forget_idx, X_test, y_test, loss=model.config.loss,
             l2_reg=model.config.l2_reg, retained=model.retained, perturbation=b, seconds=result.seconds,
             hvp_count=result.hvp_count,
         )
+        certificate = result.model.certificate() if result.model is not None else None
         rows.append(dict(
             method=method, **metrics.as_dict(), steps=result.steps, dense_hessians=result.dense_hessians,
             retrained=bool(result.report.retrained) if result.report is not None else False,
+            certified_epsilon=certificate.epsilon if certificate is not None else math.nan,
+            residual_spent=certificate.residual_spent if certificate is not None else math.nan,
+            residual_budget=certificate.residual_budget if certificate is not None else math.nan,
         ))
     return rows
