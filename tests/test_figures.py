@@ -187,3 +187,18 @@ def test_removals_supported_marks_lower_bounds():
     assert figures.removals_supported(forced, [1.0], ["analytic"])["censored"].tolist() == [False]
     # ... but under a larger target budget it is only a lower bound.
     assert figures.removals_supported(forced, [2.0], ["analytic"])["censored"].tolist() == [True]
+
+
+def test_every_experiment_family_has_a_smoke_variant_and_a_figure():
+    # A family without a figure (or a figure script without a registered plot) would be silently skipped
+    # by `certunlearn figures`.
+    registry = figures.registry()
+    configs = sorted(p for p in (REPO / "experiments" / "configs").glob("*.py") if not p.name.startswith("_"))
+    assert len(configs) >= 10
+    for path in configs:
+        config, grid = runner.load_config(path, smoke=True)
+        assert config.family in registry, f"{path.name}: family {config.family!r} has no registered figure"
+        assert grid, path.name
+    for script in SCRIPTS.glob("fig_*.py"):
+        name = script.stem[len("fig_"):]
+        assert name in registry, f"{script.name} draws {name!r}, which figures.registry() does not know"
