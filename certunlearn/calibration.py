@@ -18,8 +18,9 @@ Two calibrations (``CALIBRATIONS``):
       delta >= Phi(beta / (2 sigma) - epsilon sigma / beta)
                - e^epsilon Phi(-beta / (2 sigma) - epsilon sigma / beta),
 
-  solved with ``dp_accounting`` (unit sensitivity; noise multiplier m = sigma / beta). Its answer is
-  only the starting point: every sigma and epsilon returned is the smallest value (to 2^-40 relative)
+  solved for sigma with ``dp_accounting`` (unit sensitivity; noise multiplier m = sigma / beta), and for
+  epsilon (once per removal, so it must be fast) by bisection on the condition itself; tests check both
+  against ``dp_accounting``. Its answer is only the starting point: every sigma and epsilon returned is the smallest value (to 2^-40 relative)
   that an independent, stable evaluation of the condition (``analytic_delta``) certifies with a 1e-11
   relative margin on delta. This matters: ``dp_accounting`` under-reports epsilon for noise multipliers
   below ~1e-8, raises below ~1e-150, and its root jitters by ~1e-16 absolute, which breaks the
@@ -417,12 +418,10 @@ def _unit_epsilon(multiplier: float, delta: float) -> float:
     if multiplier < _MIN_SOLVED_MULTIPLIER:
         return upper
     log_delta = math.log(delta) - _LOG_DELTA_MARGIN
-    try:
-        with np.errstate(all="ignore"):  # its log-space search divides by zero at extremes
-            guess = float(_dp_accounting().get_epsilon_gaussian(multiplier, delta, tol=1e-300))
-    except (ValueError, RuntimeError, ArithmeticError):
-        guess = math.nan
-    return _smallest_passing(lambda e: _certifies(e, multiplier, log_delta), guess, upper)
+    # Plain bisection on analytic_delta: the answer depends only on _certifies, and this is ~80x faster
+    # (0.06 ms) than starting from dp_accounting's get_epsilon_gaussian (5 ms of scipy.stats calls),
+    # which matters because every removal reports its epsilon. Tests check it against dp_accounting.
+    return _smallest_passing(lambda e: _certifies(e, multiplier, log_delta), math.nan, upper)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -516,9 +515,9 @@ def epsilon_for_residual(residual: float, *, sigma: float, delta: float, calibra
 
     For "analytic" the result is never below the true epsilon (to float64 precision): the noise
     multiplier m = sigma / beta is first rounded down to 33 significant bits (a relative change
-    < 2.4e-10 that keeps the result monotone in beta), then the ``dp_accounting`` answer is refined to
-    the smallest epsilon that ``analytic_delta`` certifies with a 1e-11 relative margin on delta
-    (``dp_accounting`` alone under-reports for m < ~1e-8). For m < 2^-10 (epsilon > 5e5, nothing
+    < 2.4e-10 that keeps the result monotone in beta), then the smallest epsilon that ``analytic_delta``
+    certifies with a 1e-11 relative margin on delta is found by bisection (it agrees with
+    ``dp_accounting``'s answer, which alone under-reports for m < ~1e-8, and is ~80x faster). For m < 2^-10 (epsilon > 5e5, nothing
     useful is certified) the proven closed-form bound 1/(2 m^2) + sqrt(2 ln(1/delta)) / m is
     returned. For "guo" the formula is the paper's; it under-reports epsilon above ~8.8 at
     delta = 1e-5 (the theorem's proof assumes epsilon <= 1).
