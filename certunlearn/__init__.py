@@ -25,7 +25,7 @@ from certunlearn import (
     solvers,
     train,
 )
-from certunlearn import audit, deep, evaluate, modify  # noqa: E402  (they build on the facade below)
+from certunlearn import audit, deep, evaluate, head, models, modify  # noqa: E402  (they build on the facade below)
 from certunlearn.accounting import Event, Ledger
 from certunlearn.api import (
     BudgetExhaustedError,
@@ -39,6 +39,7 @@ from certunlearn.api import (
 )
 from certunlearn.calibration import Calibration, calibrate
 from certunlearn.data import Dataset, load
+from certunlearn.head import CertifiedPipeline, fit_pipeline, split_public
 from certunlearn.losses import Loss, get_loss
 from certunlearn.modify import ModificationReport, relabel, replace_feature
 from certunlearn.solvers import SolveResult, cholesky_solve, conjugate_gradient
@@ -49,6 +50,7 @@ __all__ = [
     "BudgetExhaustedError",
     "Calibration",
     "Certificate",
+    "CertifiedPipeline",
     "CertificationError",
     "CertifiedModel",
     "Dataset",
@@ -71,10 +73,13 @@ __all__ = [
     "audit",
     "fit",
     "fit_batch",
+    "fit_pipeline",
     "get_loss",
+    "head",
     "hessian",
     "load",
     "losses",
+    "models",
     "modify",
     "objective",
     "relabel",
@@ -82,5 +87,6 @@ __all__ = [
     "removal",
     "replace_feature",
     "solvers",
+    "split_public",
     "train",
 ]
