@@ -309,7 +309,13 @@ def _gradient_norm(params, X, y, weights, perturbation, l2_reg, *, loss):
     return objective.gradient_norm(params, X, y, weights, perturbation, loss=loss, l2_reg=l2_reg)
 
 
+def _gradient_norm_bound(params, X, y, weights, perturbation, l2_reg, *, loss):
+    # The training residual enters the certificate, so it is the computed norm plus its rounding bound.
+    return objective.gradient_norm_upper_bound(params, X, y, weights, perturbation, loss=loss, l2_reg=l2_reg)
+
+
 _gradient_norm = jax.jit(_gradient_norm, static_argnames=("loss",))
+_gradient_norm_bound = jax.jit(_gradient_norm_bound, static_argnames=("loss",))
 
 
 def _choice(name, value, choices):
@@ -730,7 +736,7 @@ def _fit_vmapped(key_data, weights, params0, X, y, sigma, l2_reg, tol, *, loss, 
 
 @functools.partial(jax.jit, static_argnames=("loss",))
 def _gradient_norms(params, X, y, weights, perturbation, l2_reg, *, loss):
-    norm = lambda p, w, b: objective.gradient_norm(p, X, y, w, b, loss=loss, l2_reg=l2_reg)
+    norm = lambda p, w, b: objective.gradient_norm_upper_bound(p, X, y, w, b, loss=loss, l2_reg=l2_reg)
     return jax.vmap(norm)(params, weights, perturbation)
 
 
@@ -757,7 +763,8 @@ def _train(data: _Data, config: _Config, calibration_, key, retained, params0):
         # A warm start (a retrain from the current parameters) can sit where damped Newton stalls; the
         # objective is strictly convex, so a cold start from zero always reaches the minimiser.
         result = run(jnp.zeros_like(params0))
-    r0 = float(_gradient_norm(_as64(result.params), data.X64, data.y64, _as64(weights), _as64(b), config.l2_reg, loss=config.loss))
+    r0 = float(_gradient_norm_bound(_as64(result.params), data.X64, data.y64, _as64(weights), _as64(b), config.l2_reg,
+                                    loss=config.loss))
     if not bool(result.converged) or not math.isfinite(r0):
         raise CertificationError(
             f"training did not reach tol={config.tol:.3g} in {int(result.steps)} steps (gradient norm "

@@ -300,7 +300,7 @@ def cached_removal(
         stale = gamma * data_norm * jnp.sqrt(jnp.sum(keep * ((a + 0.5 * dl) * dl) ** 2))
         return CachedRemoval(params_new, cache, solve_error, stale + reg_term + margin, taylor, nan)
     if bound == "exact":
-        exact = objective.gradient_norm(params_new, X, y, keep, perturbation, loss=loss, l2_reg=l2_reg)
+        exact = objective.gradient_norm_upper_bound(params_new, X, y, keep, perturbation, loss=loss, l2_reg=l2_reg)
         return CachedRemoval(params_new, cache, solve_error, jnp.zeros_like(u_norm), jnp.zeros_like(u_norm), exact)
     raise ValueError(f"bound must be one of {BOUNDS}, got {bound!r}")
 
@@ -319,6 +319,28 @@ def data_dependent_remainder(X, keep, step, *, gamma, data_norm):
     delta = X @ step
     sq = delta * delta if delta.ndim == 1 else jnp.sum(delta * delta, axis=1)
     return 0.5 * gamma * data_norm * jnp.sqrt(jnp.sum(keep * sq * sq))
+
+
+def _solve_rounding(params_old, params_new, u, rhs, X, y, keep, rows, row_weights, perturbation, l2_reg, *,
+                    loss, update):
+    """A bound on the rounding error of the computed ``||H u - Delta||`` against its exact value at the
+    published step (:func:`certunlearn.objective.hvp_rounding_bound` and ``gradient_rounding_bound``).
+
+    It also charges ``u = params_new - params_old`` being rounded (``||du|| <= u_r ||u||``, so
+    ``||H du|| <= u_r ||H||_2 ||u||`` with ``||H||_2 <= A_max sum_i ||x_i||^2 + lambda n``).
+    """
+    ur = objective._unit_roundoff(X.dtype)
+    hvp_err, hu_norm = objective.hvp_rounding_bound(params_old, X, keep, u, loss=loss, l2_reg=l2_reg)
+    if update == "gradient":
+        rhs_err = objective.gradient_rounding_bound(params_old, X, y, keep, perturbation, loss=loss, l2_reg=l2_reg)
+    else:
+        rhs_err = objective.gradient_rounding_bound(params_old, X[rows], y[rows], row_weights,
+                                                    jnp.zeros_like(params_old), loss=loss, l2_reg=l2_reg)
+    n = jnp.sum(keep)
+    h_norm = objective.CURVATURE_MAX[get_loss(loss).name] * jnp.sum(keep * jnp.sum(X * X, axis=1)) + l2_reg * n
+    step_err = 2 * ur * h_norm * _norm(u)
+    total = hvp_err + rhs_err + step_err
+    return total + 2 * objective._gamma(u.size + 2, ur) * (hu_norm + _norm(rhs) + total)
 
 
 @functools.partial(jax.jit, static_argnames=("loss", "update", "bound"))
@@ -348,17 +370,20 @@ def residual_terms(
     u = params_new - params_old
     rhs = _newton_rhs(params_old, X, y, keep, rows, row_weights, perturbation, l2_reg, loss=loss, update=update)
     Hu = hessian.glm_hvp(params_old, X, y, keep, u, loss=loss, l2_reg=l2_reg)
-    solve_error = _norm(Hu - rhs)
+    solve_error = _norm(Hu - rhs) + _solve_rounding(params_old, params_new, u, rhs, X, y, keep, rows, row_weights,
+                                                    perturbation, l2_reg, loss=loss, update=update)
     nan = jnp.asarray(jnp.nan, solve_error.dtype)
     zero = jnp.zeros_like(solve_error)
+    # The remainder is computed in floating point too: a relative 2 gamma_{n+d} covers its sums and norms.
+    slack = 1 + 2 * objective._gamma(X.shape[0] + X.shape[1] + 4, objective._unit_roundoff(X.dtype))
     if bound == "worst-case":
         remainder = worst_case_remainder(_norm(u), jnp.sum(keep), gamma=gamma, max_row_norm=max_row_norm)
-        return ResidualTerms(solve_error, remainder, nan)
+        return ResidualTerms(solve_error, slack * remainder, nan)
     if bound == "data-dependent":
         remainder = data_dependent_remainder(X, keep, u, gamma=gamma, data_norm=data_norm)
-        return ResidualTerms(solve_error, remainder, nan)
+        return ResidualTerms(solve_error, slack * remainder, nan)
     if bound == "exact":
-        exact = objective.gradient_norm(params_new, X, y, keep, perturbation, loss=loss, l2_reg=l2_reg)
+        exact = objective.gradient_norm_upper_bound(params_new, X, y, keep, perturbation, loss=loss, l2_reg=l2_reg)
         return ResidualTerms(solve_error, zero, exact)
     raise ValueError(f"bound must be one of {BOUNDS}, got {bound!r}")
 

@@ -242,8 +242,10 @@ def test_fit_batch_equals_fit_per_key_and_mask(loss):
         np.testing.assert_allclose(np.asarray(model.params), np.asarray(single.params), rtol=1e-8, atol=1e-10)
         np.testing.assert_array_equal(model.retained, mask)
         assert model.n_retained == mask.sum()
-        # The vmapped and the single gradient norm agree to float64 rounding (both ~1e-14 here).
-        assert abs(model.training_residual - model.exact_residual()) <= 1e-13 + 1e-9 * model.training_residual
+        # The training residual is the computed norm plus its rounding bound (which grows with the rows
+        # stored, 120 here against the retained ones for `single`): above the exact residual, and close.
+        assert model.exact_residual() <= model.training_residual <= model.exact_residual() + 1e-9
+        assert abs(model.training_residual - single.training_residual) <= 1e-11
     # Later removals index the original rows and keep working.
     kept = np.flatnonzero(masks[0])[:2]
     after, report = cu.remove(batch[0], kept)

@@ -126,3 +126,37 @@ def test_cg_reports_non_convergence_and_uses_preconditioner():
 def test_cholesky_flags_indefinite_matrix():
     res = solvers.cholesky_solve(jnp.array([[1.0, 2.0], [2.0, 1.0]]), jnp.array([1.0, 1.0]))
     assert not bool(res.converged)
+
+
+@pytest.mark.parametrize("loss", ["logistic", "softmax", "squared"])
+@given(seed=st.integers(0, 10_000), scale=st.sampled_from([0.1, 3.0, 30.0]))
+def test_rounding_bounds_cover_float32_against_float64(loss, seed, scale):
+    # Float32 arithmetic makes rounding visible: on float32-representable inputs, the float32 gradient
+    # (and HVP) must lie within the bound of the float64 (reference: NumPy) value.
+    X, y, w, _, _ = _problem(loss, n=300, d=12, seed=seed)
+    rng = np.random.default_rng(seed)
+    X32 = np.asarray(X, np.float32)
+    w32 = np.asarray(scale * np.asarray(w), np.float32)
+    b32 = np.asarray(rng.normal(size=w32.shape), np.float32)
+    v32 = np.asarray(rng.normal(size=w32.shape), np.float32)
+    mask = (rng.random(300) > 0.3).astype(np.float32)
+    lam = 1e-2
+    y32 = np.asarray(y, np.int32 if loss == "softmax" else np.float32)
+    exact_g = ref.gradient(np.float64(w32), np.float64(X32), np.asarray(y32), np.float64(mask), np.float64(b32),
+                           lam, loss)
+    args32 = (jnp.asarray(w32), jnp.asarray(X32), jnp.asarray(y32), jnp.asarray(mask), jnp.asarray(b32))
+    g32 = np.asarray(objective.gradient(*args32, loss=loss, l2_reg=lam), np.float64)
+    bound = float(objective.gradient_rounding_bound(*args32, loss=loss, l2_reg=lam))
+    assert np.linalg.norm(g32 - exact_g) <= bound
+    norm32 = float(objective.gradient_norm(*args32, loss=loss, l2_reg=lam))
+    assert abs(norm32 - np.linalg.norm(exact_g)) <= bound
+    assert float(objective.gradient_norm_upper_bound(*args32, loss=loss, l2_reg=lam)) >= np.linalg.norm(exact_g)
+    exact_hv = ref.hessian(np.float64(w32), np.float64(X32), np.asarray(y32), np.float64(mask), lam, loss) @ np.float64(v32).ravel()
+    hv32 = np.asarray(hessian.glm_hvp(jnp.asarray(w32), jnp.asarray(X32), None, jnp.asarray(mask), jnp.asarray(v32),
+                                      loss=loss, l2_reg=lam), np.float64).ravel()
+    err, norm = objective.hvp_rounding_bound(jnp.asarray(w32), jnp.asarray(X32), jnp.asarray(mask), jnp.asarray(v32),
+                                             loss=loss, l2_reg=lam)
+    assert np.linalg.norm(hv32 - exact_hv) <= float(err)
+    assert np.linalg.norm(exact_hv) <= float(norm)
+    # The bound is not vacuous: a few hundred ulps of the magnitudes involved, not orders more.
+    assert bound <= 1e-2 * (np.linalg.norm(exact_g) + 300 * scale + 10)
