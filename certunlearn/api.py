@@ -32,7 +32,7 @@ import numpy as np
 from certunlearn import calibration as calib
 from certunlearn import curvature, distributed, objective, removal, train
 from certunlearn.accounting import Ledger
-from certunlearn.losses import LOSSES, get_loss
+from certunlearn.losses import LOSSES
 
 __all__ = [
     "CertifiedModel",
@@ -782,28 +782,40 @@ def _train(data: _Data, config: _Config, calibration_, key, retained, params0):
 # remove
 
 
-def _check_indices(indices, model: CertifiedModel) -> np.ndarray:
+def _check_row_indices(indices, model: CertifiedModel, *, name: str, gone: str) -> np.ndarray:
+    """Distinct, in-range, retained row indices as int64 (shared by :func:`remove` and ``modify``).
+
+    ``gone`` finishes the message for indices of rows no longer retained.
+    """
     arr = np.asarray(indices)
     if arr.ndim == 0:
         arr = arr.reshape(1)
     if arr.ndim != 1:
-        raise ValueError(f"indices must be an int or a 1-D array of row indices, got shape {arr.shape}")
+        raise ValueError(f"{name} must be an int or a 1-D array of row indices, got shape {arr.shape}")
     if arr.size == 0:
         return arr.astype(np.int64)
-    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.all(np.mod(arr, 1) == 0)):
-        raise ValueError(f"indices must be integer row indices, got dtype {arr.dtype}")
+    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number) or not (
+        np.issubdtype(arr.dtype, np.integer) or np.all(np.mod(arr, 1) == 0)
+    ):
+        raise ValueError(f"{name} must be integer row indices, got dtype {arr.dtype}")
     arr = arr.astype(np.int64)
     n = model.retained.shape[0]
     out = arr[(arr < 0) | (arr >= n)]
     if out.size:
-        raise ValueError(f"indices must lie in [0, {n}); got {out[:5].tolist()}")
+        raise ValueError(f"{name} must lie in [0, {n}); got {out[:5].tolist()}")
     uniq, counts = np.unique(arr, return_counts=True)
     if np.any(counts > 1):
-        raise ValueError(f"indices must be distinct; {uniq[counts > 1][:5].tolist()} appear more than once")
-    gone = arr[~model.retained[arr]]
-    if gone.size:
-        raise ValueError(f"indices {gone[:5].tolist()} were already removed; an index can be removed only once")
-    if uniq.size >= model.n_retained:
+        raise ValueError(f"{name} must be distinct; {uniq[counts > 1][:5].tolist()} appear more than once")
+    removed = arr[~model.retained[arr]]
+    if removed.size:
+        raise ValueError(f"{name} {removed[:5].tolist()} {gone}")
+    return arr
+
+
+def _check_indices(indices, model: CertifiedModel) -> np.ndarray:
+    arr = _check_row_indices(indices, model, name="indices",
+                             gone="were already removed; an index can be removed only once")
+    if arr.size >= model.n_retained:
         raise ValueError("indices would remove every retained row; at least one must remain")
     return arr
 

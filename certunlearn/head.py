@@ -112,15 +112,7 @@ class Split(NamedTuple):
     private_index: np.ndarray
 
 
-def _check_key(key):
-    try:
-        if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-            return key
-        if key.dtype == jnp.uint32 and key.shape == (2,):
-            return jax.random.wrap_key_data(key)
-    except AttributeError:
-        pass
-    raise ValueError(f"key must be a JAX PRNG key such as jax.random.key(0), got {key!r}")
+_check_key = api._check_key  # one validator for every key argument
 
 
 def _fraction(name, value):

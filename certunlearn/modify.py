@@ -351,32 +351,10 @@ def modified_data_norm_bound(data_norm, X_old_rows, X_new_rows, X_modified=None)
 
 
 def _check_rows(indices, model: api.CertifiedModel, *, name: str) -> np.ndarray:
-    arr = np.asarray(indices)
-    if arr.ndim == 0:
-        arr = arr.reshape(1)
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be an int or a 1-D array of row indices, got shape {arr.shape}")
-    if arr.size == 0:
-        return arr.astype(np.int64)
-    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number) or not (
-        np.issubdtype(arr.dtype, np.integer) or np.all(np.mod(arr, 1) == 0)
-    ):
-        raise ValueError(f"{name} must be integer row indices, got dtype {arr.dtype}")
-    arr = arr.astype(np.int64)
-    n = model.retained.shape[0]
-    out = arr[(arr < 0) | (arr >= n)]
-    if out.size:
-        raise ValueError(f"{name} must lie in [0, {n}); got {out[:5].tolist()}")
-    uniq, counts = np.unique(arr, return_counts=True)
-    if np.any(counts > 1):
-        raise ValueError(f"{name} must be distinct; {uniq[counts > 1][:5].tolist()} appear more than once")
-    gone = arr[~model.retained[arr]]
-    if gone.size:
-        raise ValueError(
-            f"{name} {gone[:5].tolist()} were removed from the model; only retained rows can be modified "
-            "(model.retained)"
-        )
-    return arr
+    return api._check_row_indices(
+        indices, model, name=name,
+        gone="were removed from the model; only retained rows can be modified (model.retained)",
+    )
 
 
 def _check_X_new(X_new, m: int, d: int, dtype: str) -> np.ndarray:
