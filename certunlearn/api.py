@@ -50,6 +50,7 @@ DTYPES = ("float32", "float64")
 _ROW_NORM_SLACK = 1e-6  # Rounding slack on ||x_i|| <= 1; the bounds use the actual max row norm.
 _DENSE_LIMIT = 2048  # solver="auto": dense factorisations up to this many parameters, CG above.
 _CHEAP_EXACT_FLOPS = 5e8  # solver="auto": rebuild the exact Hessian per removal below n p^2 = this.
+_PROJECTION_LIMIT = 4096  # cg_preconditioner="auto": "subsample" (a (d, d) eigendecomposition) up to this d.
 
 
 class CertificationError(RuntimeError):
@@ -190,7 +191,7 @@ class _Config:
     refresh_iters: int = 4
     refresh_ratio: float = 20.0
     cg_preconditioner: str = "auto"
-    preconditioner_rows: int = 2048
+    preconditioner_rows: int = 8192
     cg_error_ratio: float = 0.01
 
 
@@ -488,7 +489,8 @@ def _setup(
         # Rebuilding the exact Hessian is cheap for small problems and gives the tightest bound.
         solver = ("cholesky" if n * p * p <= _CHEAP_EXACT_FLOPS else "cached") if p <= _DENSE_LIMIT else "cg"
     if cg_preconditioner == "auto":
-        cg_preconditioner = "subsample" if p <= 8192 else "kronecker"
+        # The projected preconditioner needs an eigendecomposition of the (d, d) Gram matrix.
+        cg_preconditioner = "subsample" if d <= _PROJECTION_LIMIT else "kronecker"
     cg_rtol = _positive("cg_rtol", cg_rtol)
     for name, value in (("cg_maxiter", cg_maxiter), ("cache_rows", cache_rows)):
         if value is not None and (not isinstance(value, (int, np.integer)) or value < 1):
@@ -589,9 +591,11 @@ def fit(
       cg_error_ratio: for "cg": CG also stops once ``||H u - Delta|| <= cg_error_ratio`` times the previous
         step's remainder bound, since a smaller solve error buys nothing (it is charged to the certificate
         either way, recomputed in float64). 0: always solve to ``cg_rtol``.
-      cg_preconditioner: for "cg": "subsample" (Cholesky factor of the Hessian on 2048 random retained
-        rows, rescaled; O(p^2) memory), "kronecker" (K-FAC factors, O(d^2 + K^2) memory), "none", or
-        "auto" ("subsample" up to 8192 parameters). Built at the first removal after each (re)training.
+      cg_preconditioner: for "cg": "subsample" (the Hessian on 8192 random retained rows, rescaled, on
+        the top ``1024 / K`` principal directions of the data and ``lambda n`` elsewhere;
+        :class:`~certunlearn.curvature.ProjectedPreconditioner`, O(d^2) memory), "kronecker" (K-FAC
+        factors, O(d^2 + K^2) memory), "none", or "auto" ("subsample" up to 4096 features). Built at the
+        first removal after each (re)training.
       mesh: shard the rows of X, y and the retained-row masks over this mesh's ``"data"`` axis (data
         parallelism; :func:`certunlearn.distributed.make_data_mesh`). Rows are zero-padded internally to
         a multiple of the device count, with weight 0; parameters, Hessians and factors are replicated.
@@ -834,13 +838,16 @@ def _cg_preconditioner(model: CertifiedModel, keep: np.ndarray):
     sub[:real] = rng.choice(retained, size=real, replace=False)
     scale = retained.size / real
     weights = jnp.asarray(np.where(np.arange(size) < real, scale, 0.0), cfg.dtype)
-    X_sub, y_sub = data.X[sub], data.y[sub]
+    X_sub = data.X[sub]
     if cfg.cg_preconditioner == "kronecker":
         return curvature.kronecker_preconditioner(
             model.params, X_sub, weights / scale, scale, cfg.l2_reg * retained.size, loss=cfg.loss
         )
-    # The Hessian of the subsample with weights n/n_s (so its regulariser is lambda n), factorised.
-    return curvature.build_cache(model.params, X_sub, y_sub, weights, cfg.l2_reg, loss=cfg.loss, capacity=1)
+    # The subsample Hessian with weights n/n_s (so its regulariser is lambda n), on the top directions.
+    rank = curvature.projection_rank(X_sub.shape[1], curvature.columns_per_row(model.params.shape))
+    return curvature.projected_preconditioner(
+        model.params, X_sub, weights / scale, scale, cfg.l2_reg * retained.size, loss=cfg.loss, rank=rank
+    )
 
 
 def _cache_columns(model: CertifiedModel) -> int:
@@ -885,11 +892,12 @@ def _cached_step_pcg(model: CertifiedModel, step_args, need: int):
         )
 
     if not _cache_needs_rebuild(model, need):
-        step, cache = step_with(model._cache, row_weights_d)
+        step, part = step_with(model._cache, row_weights_d)
         if bool(step.converged):
-            return step, cache, int(step.steps) > cfg.refresh_iters
-    step, cache = step_with(_build_cache(model, step_args[3]), jnp.zeros_like(row_weights_d))
-    return step, cache, int(step.steps) > cfg.refresh_iters
+            return step, curvature.with_state(model._cache, part), int(step.steps) > cfg.refresh_iters
+    cache = _build_cache(model, step_args[3])
+    step, part = step_with(cache, jnp.zeros_like(row_weights_d))
+    return step, curvature.with_state(cache, part), int(step.steps) > cfg.refresh_iters
 
 
 def _cached_step_float64(model: CertifiedModel, step_args, need: int, *, rebuild: bool = False):
@@ -907,7 +915,7 @@ def _cached_step_float64(model: CertifiedModel, step_args, need: int, *, rebuild
     Independently of cost, it is rebuilt when drift made the last bound ``cache_refresh_ratio`` times its
     Taylor part, which keeps the stale step close to the exact Newton step (and so to retraining).
 
-    Returns ``(result, stale, excess, rebuilt)`` with the bookkeeping for the next call.
+    Returns ``(result, new_cache, stale, excess, rebuilt)`` with the bookkeeping for the next call.
     """
     cfg, data = model.config, model._data
     row_weights_d = step_args[-1]
@@ -923,7 +931,7 @@ def _cached_step_float64(model: CertifiedModel, step_args, need: int, *, rebuild
     excess += max(float(out.remainder) - float(out.taylor), 0.0)
     stale = excess >= model.calibration.residual_budget / max(model._train_cost, 1.0)
     stale |= float(out.remainder) > cfg.refresh_ratio * float(out.taylor) + 1e-300
-    return out, stale, excess, rebuild
+    return out, curvature.with_state(cache, out.state), stale, excess, rebuild
 
 
 def remove(model: CertifiedModel, indices) -> tuple[CertifiedModel, RemovalReport]:
@@ -967,13 +975,12 @@ def remove(model: CertifiedModel, indices) -> tuple[CertifiedModel, RemovalRepor
     need = bucket * curvature.columns_per_row(model.params.shape)
     use_cache = cfg.solver == "cached" and need <= _cache_columns(model)
     if use_cache and cfg.dtype == "float64":
-        out, cache_stale, excess, rebuilt = _cached_step_float64(model, step_args, need)
+        out, cache, cache_stale, excess, rebuilt = _cached_step_float64(model, step_args, need)
         if not rebuilt and _step_spent(model, out.solve_error, out.remainder, out.exact_residual) > c.residual_budget:
             # A fresh factorisation (an exact Newton step) may still fit where the stale one does not.
-            out, cache_stale, excess, _ = _cached_step_float64(model, step_args, need, rebuild=True)
+            out, cache, cache_stale, excess, _ = _cached_step_float64(model, step_args, need, rebuild=True)
         cache_book = dict(_cache_excess=excess)
         step = removal.NewtonStep(out.params, jnp.asarray(True), jnp.asarray(0), out.solve_error)
-        cache = out.cache
         terms = removal.ResidualTerms(out.solve_error, out.remainder, out.exact_residual)
     else:
         if use_cache:

@@ -270,7 +270,7 @@ def newton_removal_step(params, X, y, keep, removed, perturbation, l2_reg, *, lo
         H = hessian.dense_hessian(params, X, y, keep, **kw)
         u = jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(H, lower=True), rhs.ravel())
         return params + u.reshape(params.shape), jnp.asarray(1, jnp.int32)
-    matvec = lambda v: hessian.glm_hvp(params, X, y, keep, v, **kw)
+    matvec = hessian.glm_hvp_operator(params, X, keep, **kw)
     result = solvers.conjugate_gradient(matvec, rhs, rtol=1e-10, maxiter=10 * rhs.size)
     return params + result.x, jnp.asarray(result.steps, jnp.int32)
 

@@ -26,7 +26,7 @@ from certunlearn.losses import Loss, get_loss
 
 Array = jax.Array
 
-__all__ = ["hvp", "glm_hvp", "dense_hessian"]
+__all__ = ["hvp", "glm_hvp", "glm_hvp_operator", "dense_hessian", "curvature_gram"]
 
 
 def hvp(fun: Callable, params, vector):
@@ -46,17 +46,30 @@ def hvp(fun: Callable, params, vector):
 def glm_hvp(params, X, y, weights, vector, *, loss: str | Loss, l2_reg) -> Array:
     """``H v`` for the GLM objective, in closed form: ``X^T (weights * A(z) (X v)) + lambda n v``.
 
-    Two passes over ``X`` and no autodiff; agrees with :func:`hvp` of
-    :func:`certunlearn.objective.objective` (tested).
+    Three passes over ``X`` (``X params``, ``X v``, ``X^T q``) and no autodiff; agrees with :func:`hvp` of
+    :func:`certunlearn.objective.objective` (tested). For many products at the same ``params`` use
+    :func:`glm_hvp_operator`, which computes ``X params`` once.
     """
     del y  # The curvature of these losses does not depend on the labels.
+    return glm_hvp_operator(params, X, weights, loss=loss, l2_reg=l2_reg)(vector)
+
+
+def glm_hvp_operator(params, X, weights, *, loss: str | Loss, l2_reg) -> Callable[[Array], Array]:
+    """``v -> H v`` at fixed ``params``, with the predictor ``X params`` computed once, outside the
+    returned function: inside a solver loop (:func:`certunlearn.solvers.conjugate_gradient`) each product
+    then costs two passes over ``X`` instead of three.
+    """
     loss = get_loss(loss)
     n = jnp.sum(weights)
     z = X @ params
-    q = loss.curvature_vp(z, X @ vector)
-    q = q * (weights[:, None] if q.ndim == 2 else weights)
-    data = (q.T @ X).T if q.ndim == 2 else q @ X
-    return data + l2_reg * n * vector
+
+    def matvec(vector):
+        q = loss.curvature_vp(z, X @ vector)
+        q = q * (weights[:, None] if q.ndim == 2 else weights)
+        data = (q.T @ X).T if q.ndim == 2 else q @ X
+        return data + l2_reg * n * vector
+
+    return matvec
 
 
 def dense_hessian(params, X, y, weights, *, loss: str | Loss, l2_reg) -> Array:
@@ -67,23 +80,29 @@ def dense_hessian(params, X, y, weights, *, loss: str | Loss, l2_reg) -> Array:
     (``lax.map``, so memory stays O(n d + (dK)^2)), O(K^2 n d^2).
     """
     del y
-    loss = get_loss(loss)
     n = jnp.sum(weights)
-    z = X @ params
-    p = params.size
-    if not loss.multiclass:
-        s = weights * loss.curvature_diag(z)
-        data = (X * s[:, None]).T @ X
-    else:
-        num_classes = params.shape[1]
-        d = X.shape[1]
-        eye = jnp.eye(num_classes, dtype=X.dtype)
-        # A(z_i) e_l for every class l: (K, n, K) -> the (n, K, K) curvature blocks.
-        curv = jax.vmap(lambda e: loss.curvature_vp(z, jnp.broadcast_to(e, z.shape)))(eye)
-        curv = jnp.transpose(curv, (1, 2, 0)) * weights[:, None, None]
-        flat = curv.reshape(X.shape[0], num_classes * num_classes).T
+    data = curvature_gram(X, X @ params, weights, loss=loss)
+    return data + l2_reg * n * jnp.eye(data.shape[0], dtype=data.dtype)
 
-        blocks = jax.lax.map(lambda c: (X * c[:, None]).T @ X, flat)  # (K*K, d, d)
-        blocks = blocks.reshape(num_classes, num_classes, d, d)
-        data = jnp.transpose(blocks, (2, 0, 3, 1)).reshape(p, p)
-    return data + l2_reg * n * jnp.eye(p, dtype=data.dtype)
+
+def curvature_gram(Z, logits, weights, *, loss: str | Loss) -> Array:
+    """``sum_i weights_i (z_i z_i^T) (x) A(logits_i)`` for the rows ``z_i`` of ``Z`` (n, r): (rK, rK).
+
+    The data part of :func:`dense_hessian` (``Z = X``, ``logits = X params``), also used on projected
+    rows ``Z = X Q`` (:func:`certunlearn.curvature.projected_preconditioner`). Same layout as
+    :func:`dense_hessian`: index ``a * K + k``.
+    """
+    loss = get_loss(loss)
+    if not loss.multiclass:
+        s = weights * loss.curvature_diag(logits)
+        return (Z * s[:, None]).T @ Z
+    num_classes = logits.shape[1]
+    r = Z.shape[1]
+    eye = jnp.eye(num_classes, dtype=Z.dtype)
+    # A(z_i) e_l for every class l: (K, n, K) -> the (n, K, K) curvature blocks.
+    curv = jax.vmap(lambda e: loss.curvature_vp(logits, jnp.broadcast_to(e, logits.shape)))(eye)
+    curv = jnp.transpose(curv, (1, 2, 0)) * weights[:, None, None]
+    flat = curv.reshape(Z.shape[0], num_classes * num_classes).T
+    blocks = jax.lax.map(lambda c: (Z * c[:, None]).T @ Z, flat)  # (K*K, r, r)
+    blocks = blocks.reshape(num_classes, num_classes, r, r)
+    return jnp.transpose(blocks, (2, 0, 3, 1)).reshape(r * num_classes, r * num_classes)

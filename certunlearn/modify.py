@@ -225,7 +225,7 @@ def modification_step(
         result = solvers.cholesky_solve(H, rhs.ravel())
         u = result.x.reshape(params.shape)
     elif solver == "cg":
-        matvec = lambda v: hessian.glm_hvp(params, X_new, y_new, keep, v, loss=loss, l2_reg=l2_reg)
+        matvec = hessian.glm_hvp_operator(params, X_new, keep, loss=loss, l2_reg=l2_reg)
         result = solvers.conjugate_gradient(matvec, rhs, rtol=cg_rtol, maxiter=cg_maxiter)
         u = result.x
     else:
@@ -282,7 +282,8 @@ def modification_terms(
         remainder = removal.worst_case_remainder(u_norm, n_keep, gamma=loss_.gamma, max_row_norm=max_row_norm)
         return removal.ResidualTerms(solve_error, remainder, nan)
     if bound == "data-dependent":
-        remainder = removal.data_dependent_remainder(X_new, keep, u, gamma=loss_.gamma, data_norm=data_norm)
+        remainder = removal.data_dependent_remainder(X_new, keep, u, gamma=loss_.gamma, data_norm=data_norm,
+                                                     max_row_norm=max_row_norm)
         return removal.ResidualTerms(solve_error, remainder, nan)
     if bound == "exact":
         g = objective.gradient(params_new, X_new, y_new, keep, perturbation, loss=loss, l2_reg=l2_reg)

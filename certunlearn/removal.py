@@ -95,6 +95,11 @@ def _norm(v):
     return jnp.sqrt(jnp.sum(v * v))
 
 
+def _row_norms(a):
+    """Per-row norms of a (n,) or (n, K) array."""
+    return jnp.abs(a) if a.ndim == 1 else jnp.sqrt(jnp.sum(a * a, axis=1))
+
+
 def _newton_rhs(params, X, y, keep, rows, row_weights, perturbation, l2_reg, *, loss, update):
     """``Delta`` for guo (solve ``H u = Delta``) or ``-grad L_b(w; D')`` for gradient.
 
@@ -117,7 +122,8 @@ def newton_step(
     perturbation,
     l2_reg,
     cg_rtol=1e-10,
-    preconditioner: curvature.KroneckerPreconditioner | curvature.CurvatureCache | None = None,
+    preconditioner: curvature.ProjectedPreconditioner | curvature.KroneckerPreconditioner
+    | curvature.CurvatureCache | None = None,
     cg_atol=0.0,
     *,
     loss: str,
@@ -137,8 +143,9 @@ def newton_step(
       l2_reg: ``lambda``.
       cg_rtol, cg_atol: relative and absolute tolerance of conjugate gradients (it stops at the larger;
         ``cg_atol`` is traced, so a tolerance that changes per removal does not recompile).
-      preconditioner: for "cg", optional: a :class:`~certunlearn.curvature.KroneckerPreconditioner` or a
-        :class:`~certunlearn.curvature.CurvatureCache` (e.g. of a subsample's Hessian) whose inverse is used.
+      preconditioner: for "cg", optional: a :class:`~certunlearn.curvature.ProjectedPreconditioner`,
+        :class:`~certunlearn.curvature.KroneckerPreconditioner` or
+        :class:`~certunlearn.curvature.CurvatureCache`, whose inverse is used.
       loss: loss name. solver: "cholesky" (dense Hessian) or "cg" (Hessian-vector products).
       update: "guo" or "gradient".
       cg_maxiter: CG iteration cap (default ``10 p``).
@@ -152,12 +159,10 @@ def newton_step(
         result = solvers.cholesky_solve(H, rhs.ravel())
         u = result.x.reshape(params.shape)
     elif solver == "cg":
-        matvec = lambda v: hessian.glm_hvp(params, X, y, keep, v, loss=loss, l2_reg=l2_reg)
+        matvec = hessian.glm_hvp_operator(params, X, keep, loss=loss, l2_reg=l2_reg)
         precond = None
-        if isinstance(preconditioner, curvature.KroneckerPreconditioner):
-            precond = lambda v: curvature.apply_kronecker_inverse(preconditioner, v)
-        elif preconditioner is not None:
-            precond = lambda v: curvature.apply_inverse(preconditioner, v)
+        if preconditioner is not None:
+            precond = lambda v: curvature.apply_preconditioner(preconditioner, v)
         result = solvers.conjugate_gradient(matvec, rhs, rtol=cg_rtol, atol=cg_atol, maxiter=cg_maxiter,
                                             preconditioner=precond)
         u = result.x
@@ -185,7 +190,7 @@ def cached_newton_step(
     loss: str,
     update: str = "guo",
     cg_maxiter: int = 50,
-) -> tuple[NewtonStep, curvature.CurvatureCache]:
+) -> tuple[NewtonStep, curvature.CacheState]:
     """Newton removal step with a cached, downdated factorisation as CG preconditioner.
 
     Downdates ``cache`` by the rows ``X[rows]`` (``downdate_weights``: 0 where the cache was just built
@@ -195,26 +200,28 @@ def cached_newton_step(
     iteration, instead of ``O(n d^2)``.
 
     Returns:
-      ``(step, new_cache)``.
+      ``(step, part)``; ``curvature.with_state(cache, part)`` is the downdated cache. Its drift record
+      is marked unusable (:func:`curvature.forget_drift`): this step does not compute ``X u``.
     """
     cache = curvature.downdate(cache, X[rows], downdate_weights, loss=loss)
     rhs = _newton_rhs(params, X, y, keep, rows, row_weights, perturbation, l2_reg, loss=loss, update=update)
     precond = lambda v: curvature.apply_inverse(cache, v)
-    matvec = lambda v: hessian.glm_hvp(params, X, y, keep, v, loss=loss, l2_reg=l2_reg)
+    matvec = hessian.glm_hvp_operator(params, X, keep, loss=loss, l2_reg=l2_reg)
     result = solvers.conjugate_gradient(
         matvec, rhs, x0=precond(rhs), rtol=cg_rtol, maxiter=cg_maxiter, preconditioner=precond
     )
     step = NewtonStep(
         params=params + result.x, converged=result.converged, steps=result.steps, solver_residual=result.residual
     )
-    return step, cache
+    return step, curvature.state(curvature.forget_drift(cache))
 
 
 class CachedRemoval(NamedTuple):
     """Output of :func:`cached_removal` (float64 throughout).
 
     Attributes:
-      params: ``w + u``. cache: the downdated cache.
+      params: ``w + u``. state: the downdated cache's changed fields
+        (``curvature.with_state(cache, state)`` is the downdated cache).
       solve_error: ``||M u - rhs||`` with ``M = H_ref - V V^T`` the cached matrix (rounding only).
       remainder: proven bound on ``||int_0^1 (H(w + t u) - M) u dt||``: Taylor remainder, parameter drift
         since the factorisation and the regulariser change, plus a floating-point margin.
@@ -223,7 +230,7 @@ class CachedRemoval(NamedTuple):
     """
 
     params: Array
-    cache: curvature.CurvatureCache
+    state: curvature.CacheState
     solve_error: Array
     remainder: Array
     taylor: Array
@@ -262,9 +269,11 @@ def cached_removal(
                        + lambda |n' - n_ref| ||u|| + (rounding margin)
 
     (``r_prev`` is the previous residual for ``update="guo"`` and absent for ``"gradient"``). The only
-    O(nd) work is ``X @ [u, w - w_ref]`` in one pass (``bound="data-dependent"``); ``"worst-case"``
-    replaces it by ``||a_i|| <= rho ||w - w_ref||``, ``||delta_i|| <= rho ||u||``, with no pass, and
-    ``"exact"`` computes the exact residual (two passes).
+    O(nd) work is ``X u``, one pass (``bound="data-dependent"``); ``X (w - w_ref)`` is the sum of the
+    earlier steps' ``X u``, kept in the cache with a bound on its rounding
+    (:func:`certunlearn.curvature.drift_rounding`). ``"worst-case"`` replaces both by
+    ``||a_i|| <= rho ||w - w_ref||``, ``||delta_i|| <= rho ||u||``, with no pass, and ``"exact"`` computes
+    the exact residual (two passes).
     """
     loss_ = get_loss(loss)
     gamma = loss_.gamma
@@ -290,18 +299,27 @@ def cached_removal(
         a, dl = max_row_norm * _norm(drift), max_row_norm * u_norm
         taylor = 0.5 * gamma * max_row_norm * n_keep * dl * dl
         stale = gamma * max_row_norm * n_keep * (a + 0.5 * dl) * dl
-        return CachedRemoval(params_new, cache, solve_error, stale + reg_term + margin, taylor, nan)
+        state = curvature.state(curvature.forget_drift(cache))
+        return CachedRemoval(params_new, state, solve_error, stale + reg_term + margin, taylor, nan)
     if bound == "data-dependent":
-        both = X @ jnp.concatenate([u.reshape(u.shape[0], -1), drift.reshape(u.shape[0], -1)], axis=1)
-        k = both.shape[1] // 2
-        dl = jnp.sqrt(jnp.sum(both[:, :k] ** 2, axis=1))
-        a = jnp.sqrt(jnp.sum(both[:, k:] ** 2, axis=1))
-        taylor = 0.5 * gamma * data_norm * jnp.sqrt(jnp.sum(keep * dl**4))
-        stale = gamma * data_norm * jnp.sqrt(jnp.sum(keep * ((a + 0.5 * dl) * dl) ** 2))
-        return CachedRemoval(params_new, cache, solve_error, stale + reg_term + margin, taylor, nan)
+        # The one pass: delta = X u. The drift a_i = x_i^T (w - w_ref) is the running sum of the earlier
+        # steps' X u (cache.drift_logits), so it needs no second pass. Both are computed in floating
+        # point; each row's error is added to its norm, so a_hat_i >= ||a_i|| and dl_hat_i >= ||delta_i||.
+        d = X.shape[1]
+        step_logits = X @ u
+        ur = jnp.finfo(X.dtype).eps / 2
+        dl = _row_norms(step_logits) + 2 * objective._gamma(d + 2, ur) * max_row_norm * u_norm
+        a = _row_norms(cache.drift_logits) + curvature.drift_rounding(cache, d, max_row_norm)
+        slack = 1 + 2 * objective._gamma(X.shape[0] + 8, ur)  # the sums and square roots below
+        taylor = 0.5 * gamma * data_norm * jnp.sqrt(jnp.sum(keep * dl**4)) * slack
+        stale = gamma * data_norm * jnp.sqrt(jnp.sum(keep * ((a + 0.5 * dl) * dl) ** 2)) * slack
+        state = curvature.state(curvature.track_drift(cache, step_logits, u_norm))
+        return CachedRemoval(params_new, state, solve_error, stale + reg_term + margin, taylor, nan)
     if bound == "exact":
         exact = objective.gradient_norm_upper_bound(params_new, X, y, keep, perturbation, loss=loss, l2_reg=l2_reg)
-        return CachedRemoval(params_new, cache, solve_error, jnp.zeros_like(u_norm), jnp.zeros_like(u_norm), exact)
+        zero = jnp.zeros_like(u_norm)
+        return CachedRemoval(params_new, curvature.state(curvature.forget_drift(cache)), solve_error, zero, zero,
+                             exact)
     raise ValueError(f"bound must be one of {BOUNDS}, got {bound!r}")
 
 
@@ -310,15 +328,24 @@ def worst_case_remainder(step_norm, num_retained, *, gamma, max_row_norm=1.0):
     return 0.5 * gamma * max_row_norm**3 * num_retained * step_norm**2
 
 
-def data_dependent_remainder(X, keep, step, *, gamma, data_norm):
+def data_dependent_remainder(X, keep, step, *, gamma, data_norm, max_row_norm=None):
     """``gamma/2 * ||X'||_2 * sqrt(sum_{i in D'} ||x_i^T u||^4) >= ||R(u)||`` (Guo et al. Cor. 1, tightened).
 
     ``data_norm`` must be an *upper bound* on ``||X'||_2``; any bound on the full ``||X||_2`` serves,
-    since removing rows cannot increase the spectral norm.
+    since removing rows cannot increase the spectral norm. With ``max_row_norm`` (``>= max ||x_i||``)
+    the floating-point computation is charged too: each computed ``||x_i^T u||`` is raised by its
+    rounding error (``gamma_{d+2} max_row_norm ||u||``, doubled; an absolute term, since cancellation
+    makes it unbounded relative to ``x_i^T u``) and the sums and roots by a relative ``2 gamma_{n+8}``, so
+    the result bounds the exact value, not just the computed one.
     """
-    delta = X @ step
-    sq = delta * delta if delta.ndim == 1 else jnp.sum(delta * delta, axis=1)
-    return 0.5 * gamma * data_norm * jnp.sqrt(jnp.sum(keep * sq * sq))
+    delta = _row_norms(X @ step)
+    slack = 1.0
+    if max_row_norm is not None:
+        ur = jnp.finfo(X.dtype).eps / 2
+        delta = delta + 2 * objective._gamma(X.shape[1] + 2, ur) * max_row_norm * _norm(step)
+        slack = 1 + 2 * objective._gamma(X.shape[0] + 8, ur)
+    sq = delta * delta
+    return 0.5 * gamma * data_norm * jnp.sqrt(jnp.sum(keep * sq * sq)) * slack
 
 
 def _solve_rounding(params_old, params_new, u, rhs, X, y, keep, rows, row_weights, perturbation, l2_reg, *,
@@ -380,8 +407,8 @@ def residual_terms(
         remainder = worst_case_remainder(_norm(u), jnp.sum(keep), gamma=gamma, max_row_norm=max_row_norm)
         return ResidualTerms(solve_error, slack * remainder, nan)
     if bound == "data-dependent":
-        remainder = data_dependent_remainder(X, keep, u, gamma=gamma, data_norm=data_norm)
-        return ResidualTerms(solve_error, slack * remainder, nan)
+        remainder = data_dependent_remainder(X, keep, u, gamma=gamma, data_norm=data_norm, max_row_norm=max_row_norm)
+        return ResidualTerms(solve_error, remainder, nan)
     if bound == "exact":
         exact = objective.gradient_norm_upper_bound(params_new, X, y, keep, perturbation, loss=loss, l2_reg=l2_reg)
         return ResidualTerms(solve_error, zero, exact)

@@ -94,7 +94,7 @@ def fit_params(
             if solver == "cholesky":
                 H = hessian.dense_hessian(w, X, y, weights, **kw)
                 return solvers.cholesky_solve(H, -g.ravel()).x.reshape(w.shape)
-            matvec = lambda v: hessian.glm_hvp(w, X, y, weights, v, **kw)
+            matvec = hessian.glm_hvp_operator(w, X, weights, **kw)
             return solvers.conjugate_gradient(matvec, -g, rtol=1e-8, maxiter=10 * g.size).x
 
         def body(state):
