@@ -124,8 +124,8 @@ def test_sequence_of_removals_compiles_once(solver):
     # Warm-up: one single and one batch removal compile the step (per batch-size bucket) and its certificate.
     model, _ = cu.remove(model, 0)
     model, _ = cu.remove(model, [1, 41])
-    jitted = (removal.newton_step, removal.cached_newton_step, removal.residual_terms, train.fit_params,
-              curvature.build_cache, curvature.downdate)
+    jitted = (removal.newton_step, removal.cached_newton_step, removal.cached_removal, removal.residual_terms,
+              train.fit_params, curvature.build_cache, curvature.downdate, curvature.projected_preconditioner)
     sizes = [f._cache_size() for f in jitted]
     retrained = 0
     for i in range(2, 22):  # single and batch removals, cache refreshes, and the retrains the budget forces
@@ -133,6 +133,27 @@ def test_sequence_of_removals_compiles_once(solver):
         retrained += report.retrained
     assert 0 < retrained < 20
     assert [f._cache_size() for f in jitted] == sizes
+
+
+@pytest.mark.parametrize("solver", ["cholesky", "cached", "cg"])
+def test_removal_steps_take_the_data_as_an_argument_not_a_jit_constant(solver, monkeypatch):
+    X, y = _binary(n=120, d=7, seed=3)
+    model = cu.fit(X, y, l2_reg=1e-2, sigma=100.0, solver=solver, key=jax.random.key(0))
+    lowered = {}
+    for name in ("newton_step", "cached_removal", "residual_terms"):
+        original = getattr(removal, name)
+
+        def spy(*args, _original=original, _name=name, **kwargs):
+            lowered[_name] = _original.lower(*args, **kwargs).as_text()
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(removal, name, spy)
+    cu.remove(model, [0, 1])
+    assert lowered  # the path really went through a spied step
+    for name, text in lowered.items():
+        assert "tensor<120x7x" in text, name  # X is an argument of the compiled step...
+        constants = [line for line in text.splitlines() if "constant" in line and "120x7" in line]
+        assert not constants, (name, constants[:1])  # ...and never baked into it
 
 
 @pytest.mark.parametrize("loss,solver", [("logistic", "cholesky"), ("logistic", "cached"), ("softmax", "cached"),
