@@ -711,7 +711,7 @@ def _train_many(data: _Data, config: _Config, calibration_, keys, masks, params0
     params, bs, converged, grad_norms, steps = _fit_vmapped(
         subs, weights, params0, data.X, data.y, calibration_.sigma, config.l2_reg, config.tol,
         loss=config.loss, method=config.train_method, solver="cg" if config.solver == "cg" else "cholesky",
-        max_steps=config.max_steps,
+        max_steps=config.max_steps, preconditioner_rows=_train_preconditioner_rows(config),
     )
     r0s = _gradient_norms(_as64(params), data.X64, data.y64, _as64(weights), _as64(bs), config.l2_reg,
                           loss=config.loss)
@@ -730,12 +730,13 @@ def _train_many(data: _Data, config: _Config, calibration_, keys, masks, params0
     return new_keys, params, bs, [float(r) for r in r0s], [int(s) for s in steps]
 
 
-@functools.partial(jax.jit, static_argnames=("loss", "method", "solver", "max_steps"))
-def _fit_vmapped(key_data, weights, params0, X, y, sigma, l2_reg, tol, *, loss, method, solver, max_steps):
+@functools.partial(jax.jit, static_argnames=("loss", "method", "solver", "max_steps", "preconditioner_rows"))
+def _fit_vmapped(key_data, weights, params0, X, y, sigma, l2_reg, tol, *, loss, method, solver, max_steps,
+                 preconditioner_rows=0):
     def one(kd, w):
         b = (sigma * jax.random.normal(jax.random.wrap_key_data(kd), params0.shape, jnp.float64)).astype(params0.dtype)
         res = train.fit_params(params0, X, y, w, b, l2_reg, tol, loss=loss, method=method, solver=solver,
-                               max_steps=max_steps)
+                               max_steps=max_steps, preconditioner_rows=preconditioner_rows)
         return res.params, b, res.converged, res.grad_norm, res.steps
 
     return jax.vmap(one)(key_data, weights)
@@ -745,6 +746,11 @@ def _fit_vmapped(key_data, weights, params0, X, y, sigma, l2_reg, tol, *, loss, 
 def _gradient_norms(params, X, y, weights, perturbation, l2_reg, *, loss):
     norm = lambda p, w, b: objective.gradient_norm_upper_bound(p, X, y, w, b, loss=loss, l2_reg=l2_reg)
     return jax.vmap(norm)(params, weights, perturbation)
+
+
+def _train_preconditioner_rows(config: _Config) -> int:
+    """Rows of the projected CG preconditioner in Newton training (0: none); as for removals."""
+    return config.preconditioner_rows if config.solver == "cg" and config.cg_preconditioner == "subsample" else 0
 
 
 def _train(data: _Data, config: _Config, calibration_, key, retained, params0):
@@ -764,6 +770,7 @@ def _train(data: _Data, config: _Config, calibration_, key, retained, params0):
         method=config.train_method,
         solver="cg" if config.solver == "cg" else "cholesky",
         max_steps=config.max_steps,
+        preconditioner_rows=_train_preconditioner_rows(config),
     )
     result = run(params0)
     if not bool(result.converged) and bool(jnp.any(params0 != 0)):

@@ -62,6 +62,8 @@ __all__ = [
     "downdate",
     "kronecker_preconditioner",
     "projected_preconditioner",
+    "projected_preconditioner_at",
+    "projection_basis",
     "projection_rank",
     "drift_rounding",
     "forget_drift",
@@ -329,12 +331,26 @@ def projected_preconditioner(params, X_sub, weights_sub, scale, shift, *, loss: 
       scale: ``n / n_s`` (retained rows over retained subsample rows). shift: ``lambda n``.
       rank: ``r`` (static), e.g. :func:`projection_rank`.
     """
+    basis = projection_basis(X_sub, weights_sub, rank=rank)
+    return projected_preconditioner_at(basis, params, X_sub, weights_sub, scale, shift, loss=loss)
+
+
+def projection_basis(X_sub, weights_sub, *, rank: int):
+    """The top ``rank`` eigenvectors of the Gram matrix ``X_s^T diag(weights) X_s``, (d, rank).
+
+    It does not depend on the parameters, so a training loop computes it once (:mod:`certunlearn.train`).
+    """
     gram = (X_sub * weights_sub[:, None]).T @ X_sub
     _, vectors = jnp.linalg.eigh(0.5 * (gram + gram.T))  # ascending eigenvalues
-    basis = vectors[:, ::-1][:, :rank]
+    return vectors[:, ::-1][:, :rank]
+
+
+def projected_preconditioner_at(basis, params, X_sub, weights_sub, scale, shift, *, loss: str
+                                ) -> ProjectedPreconditioner:
+    """:class:`ProjectedPreconditioner` on a given ``basis`` (:func:`projection_basis`), ``O(n_s (r K)^2)``."""
     H_r = scale * hessian.curvature_gram(X_sub @ basis, X_sub @ params, weights_sub, loss=loss)
     H_r = H_r + shift * jnp.eye(H_r.shape[0], dtype=H_r.dtype)
-    return ProjectedPreconditioner(basis, _spd_inverse(H_r), shift)
+    return ProjectedPreconditioner(basis, _spd_inverse(H_r), jnp.asarray(shift, H_r.dtype))
 
 
 def apply_projected_inverse(pre: ProjectedPreconditioner, v):

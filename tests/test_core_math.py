@@ -160,3 +160,20 @@ def test_rounding_bounds_cover_float32_against_float64(loss, seed, scale):
     assert np.linalg.norm(exact_hv) <= float(norm)
     # The bound is not vacuous: a few hundred ulps of the magnitudes involved, not orders more.
     assert bound <= 1e-2 * (np.linalg.norm(exact_g) + 300 * scale + 10)
+
+
+@pytest.mark.parametrize("loss", ["logistic", "softmax"])
+@pytest.mark.parametrize("method,solver,rows", [("newton", "cholesky", 0), ("newton", "cg", 0), ("newton", "cg", 16),
+                                                ("lbfgs", "cholesky", 0)])
+def test_training_reaches_the_numpy_minimiser(loss, method, solver, rows):
+    """Every training method, with and without the projected CG preconditioner, finds the same minimiser."""
+    from certunlearn import train
+
+    X, y, _, b, mask = _problem(loss, n=60, d=6)
+    shape = (6,) if loss == "logistic" else (6, 3)
+    lam = 0.05
+    expected = ref.train(X, y, mask, b, lam, loss, shape)
+    res = train.fit_params(jnp.zeros(shape), jnp.asarray(X), jnp.asarray(y), jnp.asarray(mask), jnp.asarray(b), lam,
+                           1e-10, loss=loss, method=method, solver=solver, max_steps=500, preconditioner_rows=rows)
+    assert bool(res.converged) and float(res.grad_norm) <= 1e-10
+    np.testing.assert_allclose(np.asarray(res.params), expected, rtol=1e-8, atol=1e-10)
