@@ -50,7 +50,6 @@ DTYPES = ("float32", "float64")
 _ROW_NORM_SLACK = 1e-6  # Rounding slack on ||x_i|| <= 1; the bounds use the actual max row norm.
 _DENSE_LIMIT = 2048  # solver="auto": dense factorisations up to this many parameters, CG above.
 _CHEAP_EXACT_FLOPS = 5e8  # solver="auto": rebuild the exact Hessian per removal below n p^2 = this.
-_PROJECTION_LIMIT = 4096  # cg_preconditioner="auto": "subsample" (a (d, d) eigendecomposition) up to this d.
 
 
 class CertificationError(RuntimeError):
@@ -191,7 +190,7 @@ class _Config:
     refresh_iters: int = 4
     refresh_ratio: float = math.inf
     cg_preconditioner: str = "auto"
-    preconditioner_rows: int = 8192
+    preconditioner_rows: int = train.PRECONDITIONER_ROWS
     cg_error_ratio: float = 0.01
 
 
@@ -490,7 +489,7 @@ def _setup(
         solver = ("cholesky" if n * p * p <= _CHEAP_EXACT_FLOPS else "cached") if p <= _DENSE_LIMIT else "cg"
     if cg_preconditioner == "auto":
         # The projected preconditioner needs an eigendecomposition of the (d, d) Gram matrix.
-        cg_preconditioner = "subsample" if d <= _PROJECTION_LIMIT else "kronecker"
+        cg_preconditioner = "subsample" if d <= train.PROJECTION_MAX_FEATURES else "kronecker"
     cg_rtol = _positive("cg_rtol", cg_rtol)
     for name, value in (("cg_maxiter", cg_maxiter), ("cache_rows", cache_rows)):
         if value is not None and (not isinstance(value, (int, np.integer)) or value < 1):
@@ -732,7 +731,7 @@ def _train_many(data: _Data, config: _Config, calibration_, keys, masks, params0
 
 @functools.partial(jax.jit, static_argnames=("loss", "method", "solver", "max_steps", "preconditioner_rows"))
 def _fit_vmapped(key_data, weights, params0, X, y, sigma, l2_reg, tol, *, loss, method, solver, max_steps,
-                 preconditioner_rows=0):
+                 preconditioner_rows=None):
     def one(kd, w):
         b = (sigma * jax.random.normal(jax.random.wrap_key_data(kd), params0.shape, jnp.float64)).astype(params0.dtype)
         res = train.fit_params(params0, X, y, w, b, l2_reg, tol, loss=loss, method=method, solver=solver,

@@ -35,6 +35,10 @@ Array = jax.Array
 __all__ = ["TrainResult", "fit_params", "METHODS"]
 
 METHODS = ("newton", "lbfgs")
+#: Default rows of the projected CG preconditioner, in training and (:mod:`certunlearn.api`) removals.
+PRECONDITIONER_ROWS = 8192
+#: The projected preconditioner eigendecomposes a (d, d) Gram matrix; above this d, K-FAC or none.
+PROJECTION_MAX_FEATURES = 4096
 
 
 class TrainResult(NamedTuple):
@@ -71,7 +75,7 @@ def fit_params(
     method: str = "newton",
     solver: str = "cholesky",
     max_steps: int = 100,
-    preconditioner_rows: int = 0,
+    preconditioner_rows: int | None = None,
 ) -> TrainResult:
     """Minimises ``L_b(w) = sum_i weights_i l(x_i w, y_i) + lambda n/2 ||w||^2 + <b, w>`` (sum convention).
 
@@ -85,7 +89,8 @@ def fit_params(
       max_steps: iteration cap.
       preconditioner_rows: for Newton with "cg": precondition CG with the projected Hessian of this many
         rows, taken at a fixed stride through ``X`` (deterministic; any subsample is valid, since a
-        preconditioner changes the speed, not the solution); 0 (default): no preconditioner.
+        preconditioner changes the speed, not the solution); 0: no preconditioner; None (default):
+        :data:`PRECONDITIONER_ROWS` rows up to :data:`PROJECTION_MAX_FEATURES` features, else none.
 
     Returns:
       :class:`TrainResult`.
@@ -95,6 +100,8 @@ def fit_params(
     grad = lambda w: objective.gradient(w, X, y, weights, perturbation, **kw)
 
     if method == "newton":
+        if preconditioner_rows is None:
+            preconditioner_rows = PRECONDITIONER_ROWS if X.shape[1] <= PROJECTION_MAX_FEATURES else 0
         use_pre = solver == "cg" and preconditioner_rows > 0
         if use_pre:
             n = X.shape[0]
