@@ -18,3 +18,7 @@ nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$OUT/device.txt" ||
 python3 -c "import jax; print(jax.__version__, jax.devices())" | tee -a "$OUT/device.txt"
 timeout "${CHECK_TIMEOUT:-150}" python3 -m benchmarks.gpu_check --out "$OUT" 2>&1 | tee "$OUT/gpu_check.log"
 timeout "${BENCH_TIMEOUT:-240}" python3 -m benchmarks.removal ${BENCH_FLAGS:---tiny} --out "$OUT" 2>&1 | tee "$OUT/removal.log"
+# CG iterations and apply cost of each softmax preconditioner (set PRE_TIMEOUT=0 to skip).
+if [ "${PRE_TIMEOUT:-120}" != 0 ]; then
+  timeout "${PRE_TIMEOUT:-120}" python3 -m benchmarks.preconditioners --out "$OUT" 2>&1 | tee "$OUT/preconditioners.log"
+fi

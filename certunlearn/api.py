@@ -747,9 +747,10 @@ def _gradient_norms(params, X, y, weights, perturbation, l2_reg, *, loss):
     return jax.vmap(norm)(params, weights, perturbation)
 
 
-def _train_preconditioner_rows(config: _Config) -> int:
-    """Rows of the projected CG preconditioner in Newton training (0: none); as for removals."""
-    return config.preconditioner_rows if config.solver == "cg" and config.cg_preconditioner == "subsample" else 0
+def _train_preconditioner_rows(config: _Config) -> int | None:
+    """The projected CG preconditioner in Newton training: train's size rule (None) where removals use it
+    too, else none (0)."""
+    return None if config.solver == "cg" and config.cg_preconditioner == "subsample" else 0
 
 
 def _train(data: _Data, config: _Config, calibration_, key, retained, params0):

@@ -39,6 +39,9 @@ METHODS = ("newton", "lbfgs")
 PRECONDITIONER_ROWS = 8192
 #: The projected preconditioner eigendecomposes a (d, d) Gram matrix; above this d, K-FAC or none.
 PROJECTION_MAX_FEATURES = 4096
+#: Training preconditions CG by default only from this ``n p`` on: below it a Hessian-vector product is
+#: so cheap that compiling the preconditioner (~0.5 s) costs more than the iterations it saves.
+PRECONDITION_MIN_WORK = 2**20
 
 
 class TrainResult(NamedTuple):
@@ -90,7 +93,8 @@ def fit_params(
       preconditioner_rows: for Newton with "cg": precondition CG with the projected Hessian of this many
         rows, taken at a fixed stride through ``X`` (deterministic; any subsample is valid, since a
         preconditioner changes the speed, not the solution); 0: no preconditioner; None (default):
-        :data:`PRECONDITIONER_ROWS` rows up to :data:`PROJECTION_MAX_FEATURES` features, else none.
+        :data:`PRECONDITIONER_ROWS` rows when ``d <= PROJECTION_MAX_FEATURES`` and
+        ``n p >= PRECONDITION_MIN_WORK``, else none.
 
     Returns:
       :class:`TrainResult`.
@@ -101,7 +105,8 @@ def fit_params(
 
     if method == "newton":
         if preconditioner_rows is None:
-            preconditioner_rows = PRECONDITIONER_ROWS if X.shape[1] <= PROJECTION_MAX_FEATURES else 0
+            pays = X.shape[1] <= PROJECTION_MAX_FEATURES and X.shape[0] * params0.size >= PRECONDITION_MIN_WORK
+            preconditioner_rows = PRECONDITIONER_ROWS if pays else 0
         use_pre = solver == "cg" and preconditioner_rows > 0
         if use_pre:
             n = X.shape[0]
