@@ -1,4 +1,5 @@
-"""Profile of the cached float64 removal path: median latency over 40 removals, then cProfile of 20 more.
+"""Profile of the cached float64 removal path: median latency over 40 removals, then cProfile of 20 more,
+and the two ways to apply the cached inverse (triangular solves with the factor, or one product).
 
     python -m benchmarks.profile_cached
 
@@ -26,3 +27,17 @@ for i in range(43, 63):
     m, r = cu.remove(m, i)
 pr.disable()
 pstats.Stats(pr).sort_stats("cumulative").print_stats(25)
+
+# Why the cache keeps an explicit inverse (certunlearn/curvature.py): XLA's triangular solve against a
+# matrix-vector product, for the cached Hessian of this problem.
+H = m._cache.matrix
+factor = jax.numpy.linalg.cholesky(H)
+v = jax.numpy.ones(H.shape[0], H.dtype)
+solve = jax.jit(lambda L, v: jax.scipy.linalg.cho_solve((L, True), v))
+product = jax.jit(lambda A, v: A @ v)
+for name, fn, arg in (("cho_solve with the factor", solve, factor), ("product with the inverse", product, m._cache.inverse)):
+    jax.block_until_ready(fn(arg, v))
+    ts = []
+    for _ in range(50):
+        t = time.perf_counter(); jax.block_until_ready(fn(arg, v)); ts.append(time.perf_counter() - t)
+    print(f"{name}: median {1e3 * np.median(ts):.3f} ms")

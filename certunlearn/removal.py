@@ -95,11 +95,6 @@ def _norm(v):
     return jnp.sqrt(jnp.sum(v * v))
 
 
-def _row_norms(a):
-    """Per-row norms of a (n,) or (n, K) array."""
-    return jnp.abs(a) if a.ndim == 1 else jnp.sqrt(jnp.sum(a * a, axis=1))
-
-
 def _newton_rhs(params, X, y, keep, rows, row_weights, perturbation, l2_reg, *, loss, update):
     """``Delta`` for guo (solve ``H u = Delta``) or ``-grad L_b(w; D')`` for gradient.
 
@@ -306,12 +301,10 @@ def cached_removal(
         # steps' X u (cache.drift_logits), so it needs no second pass. Both are computed in floating
         # point; each row's error is added to its norm, so a_hat_i >= ||a_i|| and dl_hat_i >= ||delta_i||.
         d = X.shape[1]
-        # The barrier keeps XLA (CPU) from fusing the subtraction that made u into the product, which
-        # turns a BLAS matrix-vector call into a ~1.7x slower loop.
-        step_logits = X @ jax.lax.optimization_barrier(u)
+        step_logits = X @ u
         ur = jnp.finfo(X.dtype).eps / 2
-        dl = _row_norms(step_logits) + 2 * objective._gamma(d + 2, ur) * max_row_norm * u_norm
-        a = _row_norms(cache.drift_logits) + curvature.drift_rounding(cache, d, max_row_norm)
+        dl = objective._rows(step_logits) + 2 * objective._gamma(d + 2, ur) * max_row_norm * u_norm
+        a = objective._rows(cache.drift_logits) + curvature.drift_rounding(cache, d, max_row_norm)
         slack = 1 + 2 * objective._gamma(X.shape[0] + 8, ur)  # the sums and square roots below
         taylor = 0.5 * gamma * data_norm * jnp.sqrt(jnp.sum(keep * dl**4)) * slack
         stale = gamma * data_norm * jnp.sqrt(jnp.sum(keep * ((a + 0.5 * dl) * dl) ** 2)) * slack
@@ -340,7 +333,7 @@ def data_dependent_remainder(X, keep, step, *, gamma, data_norm, max_row_norm=No
     makes it unbounded relative to ``x_i^T u``) and the sums and roots by a relative ``2 gamma_{n+8}``, so
     the result bounds the exact value, not just the computed one.
     """
-    delta = _row_norms(X @ step)
+    delta = objective._rows(X @ step)
     slack = 1.0
     if max_row_norm is not None:
         ur = jnp.finfo(X.dtype).eps / 2
