@@ -1,13 +1,13 @@
 """Time per removal vs the time to retrain from scratch, as the training set grows (Guo Sec. 4).
 
 Binary pullover vs coat on Fashion-MNIST, logistic loss, l2_reg = 1e-3, sigma = 1, for growing
-subsamples n_train, with the three Newton solvers of the library ("cached": a kept Cholesky factor,
-downdated per removal and used to precondition CG; "cholesky": the Hessian rebuilt and factorised per
-removal, O(n d^2); "cg": matrix-free conjugate gradients). Each seed removes ``num_removals`` rows one
+subsamples n_train, with the three Newton solvers of the library ("cached": a kept Hessian inverse,
+downdated per removal, its staleness charged to the certificate, rebuilt when that pays; "cholesky": the
+Hessian rebuilt and factorised per removal, O(n d^2); "cg": preconditioned conjugate gradients). Each seed removes ``num_removals`` rows one
 at a time and retrains from scratch at the last step. The retrain reuses the initial fit's compiled code
 (the runner keeps its shape fixed, see :mod:`certunlearn.runner`), so compilation is not counted;
 ``timing_repeats`` > 1 would keep the fastest of several fits. The figure takes the mean removal
-time over steps 2.. (amortised over the "cached" solver's occasional refactorisations; step 1 may
+time over steps 2.. (amortised over the "cached" solver's occasional rebuilds; step 1 may
 compile), shows the median step as well, and compares them with that retrain time. Timings depend on
 the machine and its load; the manifest records the host.
 
