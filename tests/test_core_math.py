@@ -177,3 +177,12 @@ def test_training_reaches_the_numpy_minimiser(loss, method, solver, rows):
                            1e-10, loss=loss, method=method, solver=solver, max_steps=500, preconditioner_rows=rows)
     assert bool(res.converged) and float(res.grad_norm) <= 1e-10
     np.testing.assert_allclose(np.asarray(res.params), expected, rtol=1e-8, atol=1e-10)
+
+
+def test_training_preconditions_cg_only_where_it_pays():
+    from certunlearn import train
+
+    assert train._preconditioner_pays((60000, 784), (784, 10))  # softmax Fashion-MNIST: HVPs dominate
+    assert not train._preconditioner_pays((12000, 784), (784,))  # binary: an HVP is cheap, r K = d
+    assert not train._preconditioner_pays((200, 20), (20, 3))  # tiny: compiling would dominate
+    assert not train._preconditioner_pays((60000, 5000), (5000, 10))  # too many features to eigendecompose
