@@ -108,7 +108,6 @@ SOLVERS = ("auto", "cholesky", "cg")
 GRADIENT_BOUNDS = {"logistic": 1.0, "softmax": math.sqrt(2.0), "squared": math.inf}
 _EPS64 = float(np.finfo(np.float64).eps)
 _MIN_BUCKET = 8
-_CURVATURE_MAX = {"logistic": 0.25, "softmax": 0.5, "squared": 1.0}  # sup ||A(z)||_2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -275,7 +274,7 @@ def modification_terms(
     eps = jnp.finfo(X_new.dtype).eps
     k = X_new.shape[0] + params_old.size
     u_norm = _norm(u)
-    solve_margin = 8.0 * k * eps * ((_CURVATURE_MAX[loss_.name] * frob_sq + l2_reg * n_keep) * u_norm + _norm(rhs))
+    solve_margin = 8.0 * k * eps * ((objective.CURVATURE_MAX[loss_.name] * frob_sq + l2_reg * n_keep) * u_norm + _norm(rhs))
     solve_error = _norm(Hu - rhs) + solve_margin
     nan = jnp.asarray(jnp.nan, solve_error.dtype)
     if bound == "worst-case":

@@ -283,7 +283,7 @@ def cached_removal(
     reg_term = l2_reg * jnp.abs(n_keep - cache.num_ref) * u_norm
     # Floating point: M is the computed factor's product, not the exact Hessian at w_ref; the Gram and
     # Cholesky rounding is at most ~(n + p) eps ||H_ref|| (Higham, Thm. 10.3), charged on ||u||.
-    curv_max = {"logistic": 0.25, "softmax": 0.5, "squared": 1.0}[loss_.name]
+    curv_max = objective.CURVATURE_MAX[loss_.name]
     x_norm_sq = jnp.where(jnp.isfinite(data_norm), data_norm**2, cache.num_ref * max_row_norm**2)
     h_norm = curv_max * x_norm_sq + l2_reg * cache.num_ref
     eps = jnp.finfo(X.dtype).eps
